@@ -1,0 +1,130 @@
+//! Manifest fetch, push and delete, by tag or digest.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::{set_header, ApiError, ApiResult, AppState, DIGEST_HEADER};
+use crate::oci::{Digest, Manifest, Reference, RepoName};
+use crate::storage::StoredManifest;
+
+/// Manifests larger than this are refused with 413 (the spec's suggested limit).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+
+async fn lookup(
+    state: &AppState,
+    repo: &RepoName,
+    r: &Reference,
+) -> Result<StoredManifest, ApiError> {
+    Ok(match r {
+        Reference::Tag(t) => state.store.manifest_by_tag(repo, t).await?,
+        Reference::Digest(d) => state.store.manifest_by_digest(repo, d).await?,
+    })
+}
+
+pub async fn get(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    head_only: bool,
+) -> ApiResult {
+    let m = lookup(state, repo, reference).await?;
+    let etag = format!("\"{}\"", m.digest);
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let len = m.bytes.len();
+    let mut resp = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else if head_only {
+        (StatusCode::OK, Body::empty()).into_response()
+    } else {
+        (StatusCode::OK, Body::from(m.bytes)).into_response()
+    };
+    if !not_modified {
+        set_header(&mut resp, header::CONTENT_LENGTH, len.to_string());
+        set_header(&mut resp, header::CONTENT_TYPE, m.media_type.as_str());
+    }
+    set_header(&mut resp, DIGEST_HEADER, m.digest.to_string());
+    set_header(&mut resp, header::ETAG, etag);
+    Ok(resp)
+}
+
+pub async fn put(
+    state: &AppState,
+    repo: &RepoName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "SIZE_INVALID",
+                    format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
+                )
+            } else {
+                ApiError::manifest_invalid(format!("the manifest could not be read: {e}"))
+            }
+        })?;
+    let algorithm = match reference {
+        Reference::Digest(d) => d.algorithm(),
+        Reference::Tag(_) => crate::oci::Algorithm::Sha256,
+    };
+    let digest = Digest::of(algorithm, &bytes);
+    if let Reference::Digest(d) = reference {
+        if *d != digest {
+            return Err(ApiError::digest_invalid(format!(
+                "manifest digest is {digest}, not {d}"
+            )));
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let manifest = Manifest::parse(&bytes, content_type)
+        .map_err(|e| ApiError::manifest_invalid(e.to_string()))?;
+    let tag = match reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
+    state
+        .store
+        .manifest_put(repo, tag, bytes, &manifest, &digest)
+        .await?;
+    let mut resp = StatusCode::CREATED.into_response();
+    set_header(
+        &mut resp,
+        header::LOCATION,
+        format!("/v2/{repo}/manifests/{digest}"),
+    );
+    set_header(&mut resp, DIGEST_HEADER, digest.to_string());
+    set_header(&mut resp, header::CONTENT_LENGTH, "0");
+    if let Some(subject) = &manifest.subject {
+        set_header(&mut resp, OCI_SUBJECT, subject.digest.to_string());
+    }
+    Ok(resp)
+}
+
+pub async fn delete(state: &AppState, repo: &RepoName, reference: &Reference) -> ApiResult {
+    if !state.delete_enabled {
+        return Err(ApiError::unsupported(
+            "deletion is disabled (storage.delete.enabled)",
+        ));
+    }
+    match reference {
+        Reference::Tag(t) => state.store.tag_delete(repo, t).await?,
+        Reference::Digest(d) => state.store.manifest_delete(repo, d).await?,
+    }
+    let mut resp: Response = StatusCode::ACCEPTED.into_response();
+    set_header(&mut resp, header::CONTENT_LENGTH, "0");
+    Ok(resp)
+}

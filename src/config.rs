@@ -1,0 +1,259 @@
+//! Configuration: a TOML file whose keys mirror registry:2's configuration
+//! tree, overridden by registry:2's environment variables (`REGISTRY_` + the
+//! key path in upper case joined by `_`). Validated once at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: Http,
+    pub log: Log,
+    pub storage: Storage,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// `host:port` to listen on; `:5000` means every interface, as in registry:2.
+    pub addr: String,
+}
+
+impl Default for Http {
+    fn default() -> Http {
+        Http {
+            addr: "127.0.0.1:5000".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `error`, `warn`, `info`, `debug` or `trace` (overridden by `RUST_LOG`).
+    pub level: String,
+    /// `text` or `json` (registry:2 calls this key `formatter`).
+    pub formatter: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log {
+            level: "info".into(),
+            formatter: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub filesystem: Filesystem,
+    pub delete: Delete,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Filesystem {
+    pub rootdirectory: PathBuf,
+}
+
+impl Default for Filesystem {
+    fn default() -> Filesystem {
+        Filesystem {
+            rootdirectory: PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delete {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+}
+
+/// Keys that can be set from the environment, registry:2 style.
+const ENV_KEYS: &[(&str, Kind)] = &[
+    ("http.addr", Kind::Str),
+    ("log.level", Kind::Str),
+    ("log.formatter", Kind::Str),
+    ("storage.filesystem.rootdirectory", Kind::Str),
+    ("storage.delete.enabled", Kind::Bool),
+];
+
+/// The environment variable for a key path: `http.addr` → `REGISTRY_HTTP_ADDR`.
+pub fn env_name(key: &str) -> String {
+    format!("REGISTRY_{}", key.replace('.', "_").to_uppercase())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path` (if any), applies `env` overrides and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let mut tree: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        for (name, value) in env {
+            if !name.starts_with("REGISTRY_") {
+                continue;
+            }
+            match ENV_KEYS.iter().find(|(k, _)| env_name(k) == name) {
+                Some((key, kind)) => set_path(&mut tree, key, parse_env(&name, &value, *kind)?)?,
+                None => tracing::warn!("ignoring unknown setting {name}"),
+            }
+        }
+        let config: Config = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.storage.filesystem.rootdirectory.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "storage.filesystem.rootdirectory must not be empty".into(),
+            ));
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "log.level {:?} is not one of error, warn, info, debug, trace",
+                self.log.level
+            )));
+        }
+        Ok(())
+    }
+
+    /// `http.addr` as a socket address (`:5000` → `0.0.0.0:5000`).
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let addr = &self.http.addr;
+        let full = if addr.starts_with(':') {
+            format!("0.0.0.0{addr}")
+        } else if let Some(rest) = addr.strip_prefix("localhost:") {
+            format!("127.0.0.1:{rest}")
+        } else {
+            addr.clone()
+        };
+        full.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "http.addr {addr:?} is not an address like 127.0.0.1:5000 or :5000"
+            ))
+        })
+    }
+}
+
+fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigError> {
+    match kind {
+        Kind::Str => Ok(toml::Value::String(value.to_string())),
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
+            _ => Err(ConfigError::Invalid(format!(
+                "{name}={value:?} is not a boolean (true or false)"
+            ))),
+        },
+    }
+}
+
+fn set_path(tree: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut node = tree;
+    for part in parts {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid(format!("{part} must be a table to set {key}")))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_env() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen_addr().unwrap().to_string(), "127.0.0.1:5000");
+        assert!(!c.storage.delete.enabled);
+        let c = Config::load(
+            None,
+            env(&[
+                ("REGISTRY_HTTP_ADDR", ":6000"),
+                ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", "/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen_addr().unwrap().to_string(), "0.0.0.0:6000");
+        assert!(c.storage.delete.enabled);
+        assert_eq!(c.storage.filesystem.rootdirectory, PathBuf::from("/x"));
+        assert_eq!(env_name("http.debug.addr"), "REGISTRY_HTTP_DEBUG_ADDR");
+    }
+
+    #[test]
+    fn rejects_bad_values_and_unknown_keys() {
+        let e = Config::load(None, env(&[("REGISTRY_STORAGE_DELETE_ENABLED", "maybe")]));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("REGISTRY_STORAGE_DELETE_ENABLED"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[http]\naddr = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
+        let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        std::fs::write(&p, "[http]\naddr = \"nonsense\"\n").unwrap();
+        let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("http.addr"), "{e}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Berth: an OCI Distribution Spec v1.1 registry, drop-in compatible with
+//! registry:2 (API, `REGISTRY_*` settings, on-disk layout).
+
+pub mod api;
+pub mod config;
+pub mod oci;
+pub mod server;
+pub mod storage;

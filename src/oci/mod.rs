@@ -1,0 +1,11 @@
+//! Domain types of the OCI Distribution and Image specs, parsed once at the
+//! edge: once a [`RepoName`], [`Tag`] or [`Digest`] exists it is valid, so no
+//! handler or storage code checks strings again.
+
+pub mod digest;
+mod manifest;
+mod name;
+
+pub use digest::{Algorithm, Digest};
+pub use manifest::{Descriptor, Manifest, MediaType, ParseError};
+pub use name::{Reference, RepoName, Tag};

@@ -1,0 +1,114 @@
+//! Storage: the only code that touches disk. The [`Store`] trait is what the
+//! API needs (blobs, repository links, tags, uploads, referrers); [`FsStore`]
+//! implements it in registry:2's filesystem layout. Storage never sees HTTP.
+
+mod fs;
+
+use std::io;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+use crate::oci::{Descriptor, Digest, Manifest, MediaType, RepoName, Tag};
+
+pub use fs::FsStore;
+
+/// A body streamed into or out of the store.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("manifest unknown")]
+    ManifestUnknown,
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("blob upload unknown to registry")]
+    UploadUnknown,
+    #[error("upload is at offset {size}, the chunk starts elsewhere")]
+    UploadOffset { size: u64 },
+    #[error("content does not match digest {expected} (computed {computed})")]
+    DigestMismatch { expected: Digest, computed: Digest },
+    #[error("manifest references {0}, which is not in the repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("the request body could not be read: {0}")]
+    Body(io::Error),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A manifest as stored: exact bytes plus what is derived from them.
+#[derive(Clone, Debug)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub bytes: Bytes,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Size of `digest` if it is linked into `repo` (and present).
+    async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64>;
+    /// Streams `range` (already clamped to the blob's size) of a linked blob.
+    async fn blob_read(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<ByteStream>;
+    /// Removes the blob's link from `repo` (the data goes at garbage collection).
+    async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()>;
+    /// Links a blob that `from` has into `repo`; false when `from` lacks it.
+    async fn blob_mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> Result<bool>;
+
+    /// Starts an upload session; returns its id.
+    async fn upload_start(&self, repo: &RepoName) -> Result<String>;
+    /// Bytes received so far.
+    async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<u64>;
+    /// Appends `body`; when `offset` is given the upload must be exactly that
+    /// long first. Returns the new size.
+    async fn upload_append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64>;
+    /// Appends an optional last chunk, verifies `digest`, commits the blob
+    /// and links it into `repo`. Returns its size.
+    async fn upload_finish(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        body: Option<ByteStream>,
+    ) -> Result<u64>;
+    async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()>;
+
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest>;
+    async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest>;
+    /// Stores a parsed manifest whose references were checked by this call,
+    /// and points `tag` at it.
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        bytes: Bytes,
+        manifest: &Manifest,
+        digest: &Digest,
+    ) -> Result<()>;
+    /// Deletes a manifest revision and every tag pointing at it.
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()>;
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
+    /// All tags of `repo`, sorted.
+    async fn tags(&self, repo: &RepoName) -> Result<Vec<String>>;
+    /// All repositories, sorted.
+    async fn repositories(&self) -> Result<Vec<String>>;
+    /// Descriptors of the manifests in `repo` whose subject is `subject`.
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>>;
+}
