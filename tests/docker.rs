@@ -144,6 +144,25 @@ impl Dockerd {
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
             }
         }
+        self.unmount_all();
+    }
+
+    /// dockerd leaves mounts behind (at least `exec/netns/default`, a bind
+    /// of the host's network namespace); without unmounting them the
+    /// temporary directory cannot be removed.
+    fn unmount_all(&self) {
+        let prefix = format!("{}/", self.dir.path().display());
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        // Deepest first.
+        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in ours {
+            let _ = Command::new("umount").arg(p).status();
+        }
     }
 }
 
@@ -238,7 +257,11 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
 
     // Two images on that base, one layer (or two) each.
     for (name, text, extra) in [
-        ("one", "hello from one", "CMD [\"/bin/cat\", \"/hello.txt\"]\n"),
+        (
+            "one",
+            "hello from one",
+            "CMD [\"/bin/cat\", \"/hello.txt\"]\n",
+        ),
         (
             "two",
             "hello from two",
@@ -278,7 +301,11 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
     let two_digest = pushed_digest(&out);
     // Pushing again uploads nothing.
     let out = d.docker_ok(&["push", &one]);
-    assert!(out.stdout.contains("Layer already exists"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Layer already exists"),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("Pushed"), "{}", out.stdout);
     assert_eq!(pushed_digest(&out), one_digest);
     // Another tag of the same image, named through `localhost`.
@@ -361,5 +388,8 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
     }
     assert_eq!(listed, ["latest", "v1"]);
     let tags = get_json(&t.url("/v2/berth/two/tags/list"));
-    assert_eq!(tags, serde_json::json!({"name": "berth/two", "tags": ["v1"]}));
+    assert_eq!(
+        tags,
+        serde_json::json!({"name": "berth/two", "tags": ["v1"]})
+    );
 }

@@ -161,7 +161,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         path,
         status = resp.status().as_u16(),
         bytes,
-        ms = start.elapsed().as_secs_f64() * 1000.0,
+        ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         "request"
     );
     resp
