@@ -1,17 +1,18 @@
 //! Manifest fetch, push and delete, by tag or digest.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{set_header, ApiError, ApiResult, AppState, DIGEST_HEADER};
-use crate::oci::{Digest, Manifest, Reference, RepoName};
+use super::{set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER};
+use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 use crate::storage::StoredManifest;
 
 /// Manifests larger than this are refused with 413 (the spec's suggested limit).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 
 async fn lookup(
     state: &AppState,
@@ -57,9 +58,18 @@ pub async fn put(
     state: &AppState,
     repo: &RepoName,
     reference: &Reference,
+    q: &Query,
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult {
+    // end-7b: `PUT /manifests/<digest>?tag=a&tag=b` tags the manifest in one go.
+    let mut tags = q
+        .get_all("tag")
+        .map(|t| t.parse::<Tag>().map_err(ApiError::tag_invalid))
+        .collect::<Result<Vec<Tag>, ApiError>>()?;
+    if let Reference::Tag(t) = reference {
+        tags.insert(0, t.clone());
+    }
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
         .await
         .map_err(|e| {
@@ -92,13 +102,9 @@ pub async fn put(
         .and_then(|v| v.to_str().ok());
     let manifest = Manifest::parse(&bytes, content_type)
         .map_err(|e| ApiError::manifest_invalid(e.to_string()))?;
-    let tag = match reference {
-        Reference::Tag(t) => Some(t),
-        Reference::Digest(_) => None,
-    };
     state
         .store
-        .manifest_put(repo, tag, bytes, &manifest, &digest)
+        .manifest_put(repo, &tags, bytes, &manifest, &digest)
         .await?;
     let mut resp = StatusCode::CREATED.into_response();
     set_header(
@@ -108,6 +114,13 @@ pub async fn put(
     );
     set_header(&mut resp, DIGEST_HEADER, digest.to_string());
     set_header(&mut resp, header::CONTENT_LENGTH, "0");
+    if matches!(reference, Reference::Digest(_)) {
+        for t in &tags {
+            if let Ok(v) = HeaderValue::from_str(t.as_str()) {
+                resp.headers_mut().append(OCI_TAG, v);
+            }
+        }
+    }
     if let Some(subject) = &manifest.subject {
         set_header(&mut resp, OCI_SUBJECT, subject.digest.to_string());
     }

@@ -75,7 +75,9 @@ async fn dispatch(
                 (m @ (Method::GET | Method::HEAD), Route::Manifest(n, r)) => {
                     manifests::get(s, &n, &r, h, m == Method::HEAD).await
                 }
-                (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, &n, &r, h, body).await,
+                (Method::PUT, Route::Manifest(n, r)) => {
+                    manifests::put(s, &n, &r, &q, h, body).await
+                }
                 (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, &n, &r).await,
                 (m @ (Method::GET | Method::HEAD), Route::Blob(n, d)) => {
                     blobs::get(s, &n, &d, h, m == Method::HEAD).await
@@ -106,6 +108,14 @@ impl Query {
                 .and_then(|q| serde_urlencoded::from_str(q).ok())
                 .unwrap_or_default(),
         )
+    }
+
+    /// Every value of a repeated parameter (`?tag=a&tag=b`).
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

@@ -52,13 +52,11 @@ fn session(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response
 }
 
 pub async fn start(state: &AppState, repo: &RepoName, q: &Query, body: Body) -> ApiResult {
-    if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
-        let digest: Digest = mount
-            .parse()
-            .map_err(|e: crate::oci::digest::DigestError| {
-                ApiError::digest_invalid(e.to_string())
-            })?;
-        let from: RepoName = from.parse().map_err(ApiError::name_invalid)?;
+    // A mount with a malformed digest or source falls back to a normal
+    // upload, as the spec asks.
+    let mount = q.get("mount").and_then(|d| d.parse::<Digest>().ok());
+    let from = q.get("from").and_then(|f| f.parse::<RepoName>().ok());
+    if let (Some(digest), Some(from)) = (mount, from) {
         if state.store.blob_mount(repo, &from, &digest).await? {
             return Ok(created(repo, &digest));
         }

@@ -526,13 +526,13 @@ impl Store for FsStore {
     async fn manifest_put(
         &self,
         repo: &RepoName,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         bytes: Bytes,
         manifest: &Manifest,
         digest: &Digest,
     ) -> Result<()> {
         let (p, r, d) = (self.paths(), repo.clone(), digest.clone());
-        let tag = tag.cloned();
+        let tags = tags.to_vec();
         let blobs: Vec<Digest> = manifest
             .blob_references()
             .map(|b| b.digest.clone())
@@ -571,7 +571,7 @@ impl Store for FsStore {
             if let Some(s) = &subject {
                 p.write_link(Paths::digest_dir(p.referrers(&r, s), &d), &d)?;
             }
-            if let Some(t) = &tag {
+            for t in &tags {
                 let tag_dir = p.tag(&r, t.as_str());
                 p.write_link(Paths::digest_dir(tag_dir.join("index"), &d), &d)?;
                 p.write_link(tag_dir.join("current"), &d)?;

@@ -92,12 +92,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest>;
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest>;
-    /// Stores a parsed manifest whose references were checked by this call,
-    /// and points `tag` at it.
+    /// Stores a parsed manifest, after checking that what it references is in
+    /// `repo`, and points `tags` at it.
     async fn manifest_put(
         &self,
         repo: &RepoName,
-        tag: Option<&Tag>,
+        tags: &[Tag],
         bytes: Bytes,
         manifest: &Manifest,
         digest: &Digest,
