@@ -13,6 +13,10 @@ pub struct Config {
     pub http: Http,
     pub log: Log,
     pub storage: Storage,
+    /// `[auth.htpasswd]`: registry:2's authentication section.
+    pub auth: crate::auth::AuthConfig,
+    /// `[access]`: Berth's access rules and login lockout.
+    pub access: crate::auth::AccessConfig,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -87,6 +91,9 @@ pub struct Delete {
 enum Kind {
     Str,
     Bool,
+    /// `REGISTRY_AUTH=htpasswd`: names the auth scheme, whose settings come
+    /// from the file or the other `REGISTRY_AUTH_*` variables.
+    AuthScheme,
 }
 
 /// Keys that can be set from the environment, registry:2 style.
@@ -96,6 +103,9 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("log.formatter", Kind::Str),
     ("storage.filesystem.rootdirectory", Kind::Str),
     ("storage.delete.enabled", Kind::Bool),
+    ("auth", Kind::AuthScheme),
+    ("auth.htpasswd.realm", Kind::Str),
+    ("auth.htpasswd.path", Kind::Str),
 ];
 
 /// The environment variable for a key path: `http.addr` → `REGISTRY_HTTP_ADDR`.
@@ -148,6 +158,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.access
+            .validate(&self.auth)
+            .map_err(ConfigError::Invalid)?;
         if self.storage.filesystem.rootdirectory.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(
                 "storage.filesystem.rootdirectory must not be empty".into(),
@@ -190,6 +204,16 @@ fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigE
                 "{name}={value:?} is not a boolean (true or false)"
             ))),
         },
+        Kind::AuthScheme => match value {
+            "htpasswd" => {
+                let mut t = toml::Table::new();
+                t.insert("htpasswd".into(), toml::Value::Table(toml::Table::new()));
+                Ok(toml::Value::Table(t))
+            }
+            _ => Err(ConfigError::Invalid(format!(
+                "{name}={value:?} is not supported: the only auth scheme is htpasswd"
+            ))),
+        },
     }
 }
 
@@ -205,7 +229,17 @@ fn set_path(tree: &mut toml::Table, key: &str, value: toml::Value) -> Result<(),
             .as_table_mut()
             .ok_or_else(|| ConfigError::Invalid(format!("{part} must be a table to set {key}")))?;
     }
-    node.insert(last.to_string(), value);
+    match (node.get_mut(last), value) {
+        // A table (REGISTRY_AUTH=htpasswd) adds to what is there, never erases it.
+        (Some(toml::Value::Table(old)), toml::Value::Table(new)) => {
+            for (k, v) in new {
+                old.entry(k).or_insert(v);
+            }
+        }
+        (_, value) => {
+            node.insert(last.to_string(), value);
+        }
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! registry:2 (API, `REGISTRY_*` settings, on-disk layout).
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod oci;
 pub mod server;

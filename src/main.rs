@@ -36,6 +36,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage the users of the htpasswd file (bcrypt): add, remove, list.
+    Htpasswd(berth::auth::cli::HtpasswdArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Htpasswd(args) => berth::auth::cli::run(args),
         Command::CheckConfig { config } => match load(config) {
             Ok(c) => {
                 println!("{c:#?}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::api::{router, AppState};
+use crate::api::{router_with_auth, AppState};
 use crate::config::Config;
 use crate::storage::FsStore;
 
@@ -18,6 +18,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: Arc::new(store),
         delete_enabled: config.storage.delete.enabled,
     };
+    let auth = crate::auth::Auth::from_config(
+        &config.auth,
+        &config.access,
+        (
+            std::env::var("BERTH_INITIAL_USER").ok(),
+            std::env::var("BERTH_INITIAL_PASSWORD").ok(),
+        ),
+    )?;
+    if let Some(a) = &auth {
+        a.spawn_reloader();
+    }
+    let auth_on = auth.is_some();
     let addr = config.listen_addr()?;
     let listener = TcpListener::bind(addr)
         .await
@@ -26,11 +38,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         root = %root.display(),
         delete = config.storage.delete.enabled,
+        auth = auth_on,
         "listening on {local}"
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        // The peer address feeds the auth layer's per-client lockout.
+        router_with_auth(state, auth).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -51,8 +51,16 @@ fn page_response(
     Ok(resp)
 }
 
-pub async fn catalog(state: &AppState, q: &Query) -> ApiResult {
-    let repos = state.store.repositories().await?;
+/// `filter` (from the auth layer) keeps the repositories the caller may pull.
+pub async fn catalog(
+    state: &AppState,
+    q: &Query,
+    filter: Option<crate::auth::CatalogFilter>,
+) -> ApiResult {
+    let mut repos = state.store.repositories().await?;
+    if let Some(f) = filter {
+        repos.retain(|r| f.allows(r));
+    }
     page_response("repositories", None, "/v2/_catalog", repos, q)
 }
 

@@ -6,7 +6,7 @@ mod blobs;
 mod error;
 mod lists;
 mod manifests;
-mod route;
+pub(crate) mod route;
 mod uploads;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,9 +41,17 @@ pub const UPLOAD_UUID_HEADER: HeaderName = HeaderName::from_static("docker-uploa
 
 /// The registry's router: every `/v2` path goes through [`dispatch`].
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .fallback(dispatch)
-        .with_state(state)
+    router_with_auth(state, None)
+}
+
+/// [`router`] behind the authentication layer when `auth` is given
+/// (inside the logging and version-header layers, so 401s get both).
+pub fn router_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) -> Router {
+    let mut routes = Router::new().fallback(dispatch).with_state(state);
+    if let Some(auth) = auth {
+        routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
+    }
+    routes
         .layer(middleware::from_fn(log_request))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("docker-distribution-api-version"),
@@ -54,6 +62,7 @@ pub fn router(state: AppState) -> Router {
 /// The routing table.
 async fn dispatch(
     State(state): State<AppState>,
+    catalog_filter: Option<axum::Extension<crate::auth::CatalogFilter>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -69,7 +78,9 @@ async fn dispatch(
                 (Method::GET | Method::HEAD, Route::Base) => {
                     Ok(json_response(StatusCode::OK, "{}"))
                 }
-                (Method::GET, Route::Catalog) => lists::catalog(s, &q).await,
+                (Method::GET, Route::Catalog) => {
+                    lists::catalog(s, &q, catalog_filter.map(|f| f.0)).await
+                }
                 (Method::GET, Route::Tags(n)) => lists::tags(s, &n, &q).await,
                 (Method::GET, Route::Referrers(n, d)) => lists::referrers(s, &n, &d, &q).await,
                 (m @ (Method::GET | Method::HEAD), Route::Manifest(n, r)) => {

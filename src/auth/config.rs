@@ -1,0 +1,271 @@
+//! The `[auth]` and `[access]` configuration sections. `auth.htpasswd`
+//! mirrors registry:2 (`realm`, `path`); `access` is Berth's own: who may
+//! pull, push and delete where, and how repeated login failures are slowed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// `[auth]`: which authentication scheme guards the registry. Absent means
+/// none (an open registry, like registry:2 without `auth`).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub htpasswd: Option<HtpasswdConfig>,
+}
+
+/// `[auth.htpasswd]`: Basic authentication against an Apache htpasswd file
+/// of bcrypt entries (`htpasswd -Bbn user password`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct HtpasswdConfig {
+    /// Sent in `WWW-Authenticate: Basic realm="..."`.
+    pub realm: String,
+    /// The htpasswd file; re-read when it changes.
+    pub path: PathBuf,
+}
+
+impl Default for HtpasswdConfig {
+    fn default() -> HtpasswdConfig {
+        HtpasswdConfig {
+            realm: "Registry Realm".into(),
+            path: PathBuf::new(),
+        }
+    }
+}
+
+/// What a request does to a repository.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Read manifests, blobs, tags and referrers.
+    Pull,
+    /// Upload blobs and put manifests.
+    Push,
+    /// Delete manifests and blobs.
+    Delete,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        })
+    }
+}
+
+/// `[access]`: authorisation. With no `rules`, any authenticated user may do
+/// everything (registry:2's behaviour).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Repository patterns anyone may pull without credentials.
+    pub anonymous_pull: Vec<String>,
+    /// Named groups of users, usable in rules.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Grants; a request is allowed when one rule matches it.
+    pub rules: Vec<AccessRule>,
+    /// Slowing down password guessing.
+    pub lockout: Lockout,
+}
+
+/// `[[access.rules]]`: `users` (or members of `groups`) may do `actions` on
+/// repositories matching `repositories`. In patterns `*` matches within one
+/// path component, `**` across components; user `"*"` is any authenticated user.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRule {
+    pub repositories: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub actions: Vec<Action>,
+}
+
+/// `[access.lockout]`: after `failures` failed logins from one client address
+/// within `window`, that address is answered 429 for `duration`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lockout {
+    /// 0 disables the lockout.
+    pub failures: u32,
+    #[serde(deserialize_with = "human_duration")]
+    pub window: Duration,
+    #[serde(deserialize_with = "human_duration")]
+    pub duration: Duration,
+}
+
+impl Default for Lockout {
+    fn default() -> Lockout {
+        Lockout {
+            failures: 10,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(60),
+        }
+    }
+}
+
+fn human_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\": {e}")))
+}
+
+impl AccessConfig {
+    /// Checks the section on its own and against whether authentication is on.
+    pub fn validate(&self, auth: &AuthConfig) -> Result<(), String> {
+        let configured = !self.rules.is_empty() || !self.anonymous_pull.is_empty();
+        if configured && auth.htpasswd.is_none() {
+            return Err(
+                "access rules need authentication: set auth.htpasswd (or REGISTRY_AUTH=htpasswd)"
+                    .into(),
+            );
+        }
+        let patterns = self
+            .anonymous_pull
+            .iter()
+            .chain(self.rules.iter().flat_map(|r| r.repositories.iter()));
+        for p in patterns {
+            if p.is_empty() || p.contains(char::is_whitespace) {
+                return Err(format!(
+                    "access: repository pattern {p:?} is empty or has spaces"
+                ));
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let n = i + 1;
+            if rule.repositories.is_empty() {
+                return Err(format!("access.rules[{n}] has no repositories"));
+            }
+            if rule.actions.is_empty() {
+                return Err(format!("access.rules[{n}] has no actions"));
+            }
+            if rule.users.is_empty() && rule.groups.is_empty() {
+                return Err(format!(
+                    "access.rules[{n}] names no users or groups (use users = [\"*\"] for everyone)"
+                ));
+            }
+            if let Some(g) = rule.groups.iter().find(|g| !self.groups.contains_key(*g)) {
+                return Err(format!(
+                    "access.rules[{n}] names group {g:?}, which access.groups does not define"
+                ));
+            }
+        }
+        if self.lockout.failures > 0
+            && (self.lockout.window.is_zero() || self.lockout.duration.is_zero())
+        {
+            return Err("access.lockout window and duration must be more than 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(h) = &self.htpasswd {
+            if h.path.as_os_str().is_empty() {
+                return Err("auth.htpasswd.path is required (REGISTRY_AUTH_HTPASSWD_PATH)".into());
+            }
+            if h.realm.is_empty()
+                || h.realm
+                    .chars()
+                    .any(|c| c == '"' || c == '\\' || c.is_control())
+            {
+                return Err(format!(
+                    "auth.htpasswd.realm {:?} must be non-empty without quotes, backslashes or control characters",
+                    h.realm
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn registry2_environment() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert!(c.auth.htpasswd.is_none());
+        // Either order: REGISTRY_AUTH must not erase the path.
+        for pairs in [
+            [
+                ("REGISTRY_AUTH", "htpasswd"),
+                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+            ],
+            [
+                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
+                ("REGISTRY_AUTH", "htpasswd"),
+            ],
+        ] {
+            let c = Config::load(None, env(&pairs)).unwrap();
+            let h = c.auth.htpasswd.unwrap();
+            assert_eq!(h.path, std::path::PathBuf::from("/auth/htpasswd"));
+            assert_eq!(h.realm, "Registry Realm");
+        }
+        let e = Config::load(None, env(&[("REGISTRY_AUTH", "htpasswd")])).unwrap_err();
+        assert!(e.to_string().contains("auth.htpasswd.path"), "{e}");
+        let e = Config::load(None, env(&[("REGISTRY_AUTH", "token")])).unwrap_err();
+        assert!(e.to_string().contains("htpasswd"), "{e}");
+    }
+
+    #[test]
+    fn access_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            r#"
+            [auth.htpasswd]
+            realm = "r"
+            path = "/h"
+            [access]
+            anonymous_pull = ["public/*"]
+            [access.groups]
+            devs = ["a"]
+            [[access.rules]]
+            repositories = ["x/*"]
+            groups = ["devs"]
+            actions = ["pull", "push"]
+            [access.lockout]
+            failures = 3
+            window = "10s"
+            duration = "2m"
+            "#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), env(&[])).unwrap();
+        assert_eq!(c.access.rules.len(), 1);
+        assert_eq!(c.access.lockout.duration.as_secs(), 120);
+        std::fs::write(
+            &p,
+            "[auth.htpasswd]\npath = \"/h\"\n[[access.rules]]\nrepositories = [\"x\"]\ngroups = [\"nope\"]\nactions = [\"pull\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        std::fs::write(&p, "[access]\nanonymous_pull = [\"x\"]\n").unwrap();
+        let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("auth.htpasswd"), "{e}");
+        std::fs::write(
+            &p,
+            "[[access.rules]]\nrepositories = [\"x\"]\nusers = [\"a\"]\nactions = [\"fly\"]\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&p), env(&[])).is_err());
+    }
+}
