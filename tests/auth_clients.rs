@@ -1,0 +1,473 @@
+//! Real clients against a registry with htpasswd auth: `curl -u`, skopeo
+//! `--creds`/`--src-creds`/`--dest-creds`, and `docker login` then push and
+//! pull (a private `dockerd`). Each test is skipped when its tool is missing
+//! (and fails in CI, where the tools are required).
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Registry;
+use serde_json::json;
+
+const REALM: &str = "Berth clients";
+
+/// A registry with users alice (may do everything on `alice/*` and pull
+/// `shared/*`) and bob (may only pull `shared/*`).
+struct AuthRegistry {
+    reg: Registry,
+    _dir: tempfile::TempDir,
+}
+
+fn start() -> AuthRegistry {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    for (u, p) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["htpasswd", "--file"])
+            .arg(&htpasswd)
+            .args(["add", u, "--password-stdin", "--cost", "4"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{p}").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[auth.htpasswd]
+realm = "{REALM}"
+path = "{}"
+
+[[access.rules]]
+repositories = ["alice/**"]
+users = ["alice"]
+actions = ["pull", "push", "delete"]
+
+[[access.rules]]
+repositories = ["shared/*"]
+users = ["*"]
+actions = ["pull"]
+
+[[access.rules]]
+repositories = ["shared/*"]
+users = ["alice"]
+actions = ["push"]
+"#,
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let reg = Registry::start_in(
+        &dir.path().join("data"),
+        &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")],
+        &["--config", config.to_str().unwrap()],
+    );
+    AuthRegistry { reg, _dir: dir }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    eprintln!("$ {cmd:?}");
+    let out = cmd.stdin(Stdio::null()).output().expect("run");
+    eprintln!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Pushes a small OCI image over HTTP with Basic credentials.
+fn push_image(reg: &Registry, repo: &str, tag: &str, user: &str, password: &str) {
+    let c = common::client();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec();
+    let layer = format!("content of {repo}").into_bytes();
+    for blob in [&config, &layer] {
+        let d = common::sha256(blob);
+        let r = c
+            .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .basic_auth(user, Some(password))
+            .body(blob.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": common::sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": common::sha256(&layer), "size": layer.len()}],
+    })
+    .to_string();
+    let r = c
+        .put(reg.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .basic_auth(user, Some(password))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+#[test]
+fn curl_with_and_without_u() {
+    if !common::have("curl") {
+        return;
+    }
+    let a = start();
+    let url = a.reg.url("/v2/");
+    let code = |args: &[&str]| {
+        let out = run(Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .arg(&url));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(code(&[]), "401");
+    assert_eq!(code(&["-u", "alice:alice-pw"]), "200");
+    assert_eq!(code(&["-u", "alice:wrong"]), "401");
+    let out = run(Command::new("curl").args(["-s", "-i"]).arg(&url));
+    let t = text(&out);
+    assert!(
+        t.to_ascii_lowercase().contains(&format!(
+            "www-authenticate: basic realm=\"{}\"",
+            REALM.to_ascii_lowercase()
+        )),
+        "{t}"
+    );
+    assert!(t.contains("\"UNAUTHORIZED\""), "{t}");
+    // A pull over curl, and the filtered catalog.
+    push_image(&a.reg, "alice/app", "v1", "alice", "alice-pw");
+    push_image(&a.reg, "shared/base", "v1", "alice", "alice-pw");
+    let out = run(Command::new("curl")
+        .args(["-s", "-f", "-u", "bob:bob-pw"])
+        .arg(a.reg.url("/v2/_catalog")));
+    assert!(out.status.success());
+    let catalog: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(catalog["repositories"], json!(["shared/base"]));
+    let out = run(Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-u",
+            "bob:bob-pw",
+        ])
+        .arg(a.reg.url("/v2/alice/app/manifests/v1")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+}
+
+fn skopeo(policy: &Path, args: &[&str]) -> Output {
+    run(Command::new("skopeo")
+        .arg("--policy")
+        .arg(policy)
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", policy.with_file_name("auth.json")))
+}
+
+#[test]
+fn skopeo_copies_with_creds() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let a = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+    push_image(&a.reg, "alice/app", "v1", "alice", "alice-pw");
+    let host = a.reg.host();
+    let src = format!("docker://{host}/alice/app:v1");
+    // Without credentials: an authentication error.
+    let out = skopeo(&policy, &["inspect", "--tls-verify=false", &src]);
+    assert!(!out.status.success());
+    let t = text(&out).to_lowercase();
+    assert!(
+        t.contains("unauthorized") || t.contains("authentication required"),
+        "{t}"
+    );
+    // Wrong password: refused too.
+    let out = skopeo(
+        &policy,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:nope",
+            &src,
+        ],
+    );
+    assert!(!out.status.success());
+    let out = skopeo(
+        &policy,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "alice:alice-pw",
+            &src,
+        ],
+    );
+    assert!(out.status.success());
+    // Registry to registry with both sets of credentials.
+    let dst = format!("docker://{host}/shared/copy:v1");
+    let out = skopeo(
+        &policy,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-creds",
+            "alice:alice-pw",
+            "--dest-creds",
+            "alice:alice-pw",
+            &src,
+            &dst,
+        ],
+    );
+    assert!(out.status.success());
+    // bob may pull shared/* to disk, but not push there.
+    let layout = tmp.path().join("layout");
+    let out = skopeo(
+        &policy,
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            "bob:bob-pw",
+            &dst,
+            &format!("oci:{}:v1", layout.display()),
+        ],
+    );
+    assert!(out.status.success());
+    let out = skopeo(
+        &policy,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "bob:bob-pw",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{host}/shared/bobs:v1"),
+        ],
+    );
+    assert!(!out.status.success());
+    let t = text(&out).to_lowercase();
+    assert!(t.contains("denied"), "{t}");
+}
+
+// ---------------------------------------------------------------------------
+// docker login
+
+/// A private Docker daemon (vfs storage, its own socket and directories),
+/// stopped by PID when dropped.
+struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-authd.")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        let sock = d.join("docker.sock");
+        std::fs::create_dir_all(d.join("config")).unwrap();
+        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--storage-driver=vfs")
+            .arg("--iptables=false")
+            .arg("--ip6tables=false")
+            .arg("--bridge=none")
+            .arg(format!("--data-root={}", d.join("data").display()))
+            .arg(format!("--exec-root={}", d.join("exec").display()))
+            .arg(format!("--pidfile={}", d.join("docker.pid").display()))
+            .arg(format!("--host=unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        let mut daemon = Dockerd { child, dir, sock };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("dockerd exited at start-up: {status}\n{}", daemon.log());
+            }
+            if daemon.sock.exists() && daemon.docker(&["version"]).status.success() {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start\n{}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.path().join("config"))
+            .env("DOCKER_BUILDKIT", "0")
+            .env_remove("DOCKER_CONTEXT");
+        cmd
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        run(&mut self.cmd(args))
+    }
+
+    fn containerd_pid(&self) -> Option<String> {
+        let pid = std::fs::read_to_string(self.dir.path().join("exec/containerd/containerd.pid"))
+            .ok()?
+            .trim()
+            .to_string();
+        Path::new("/proc").join(&pid).exists().then_some(pid)
+    }
+}
+
+fn signal(name: &str, pid: &str) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{name} {pid}"))
+        .status();
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let containerd = self.containerd_pid();
+        signal("TERM", &self.child.id().to_string());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = containerd {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new("/proc").join(&pid).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if Path::new("/proc").join(&pid).exists() {
+                signal("KILL", &pid);
+            }
+        }
+        // dockerd leaves mounts behind; unmount them, deepest first.
+        let prefix = format!("{}/", self.dir.path().display());
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in ours {
+            let _ = Command::new("umount").arg(p).status();
+        }
+    }
+}
+
+#[test]
+fn docker_login_then_push_and_pull() {
+    if !common::have("docker") || !common::have("dockerd") || !common::have("tar") {
+        return;
+    }
+    let a = start();
+    let d = Dockerd::start();
+    let host = a.reg.host();
+    let image = format!("{host}/alice/hello:v1");
+    // A one-file image, imported from a tar stream.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("hello.txt"), "hello from berth\n").unwrap();
+    let archive = files.path().join("rootfs.tar");
+    let out = run(Command::new("tar")
+        .arg("-C")
+        .arg(files.path())
+        .arg("-cf")
+        .arg(&archive)
+        .arg("hello.txt"));
+    assert!(out.status.success());
+    let out = d.docker(&["import", archive.to_str().unwrap(), &image]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Push without login: an authentication error.
+    let out = d.docker(&["push", &image]);
+    assert!(!out.status.success());
+    let t = text(&out).to_lowercase();
+    assert!(
+        t.contains("no basic auth credentials") || t.contains("unauthorized"),
+        "{t}"
+    );
+    // A wrong password: login fails.
+    let login = |user: &str, password: &str| {
+        let mut child = d
+            .cmd(&["login", "-u", user, "--password-stdin", &host])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        eprintln!("{}", text(&out));
+        out
+    };
+    assert!(!login("alice", "wrong").status.success());
+    let out = login("alice", "alice-pw");
+    assert!(out.status.success());
+    assert!(text(&out).contains("Login Succeeded"));
+    let out = d.docker(&["push", &image]);
+    assert!(out.status.success());
+    assert!(d.docker(&["rmi", &image]).status.success());
+    let out = d.docker(&["pull", &image]);
+    assert!(out.status.success());
+    // bob may not pull alice's image: docker reports the denial.
+    assert!(d.docker(&["rmi", &image]).status.success());
+    assert!(login("bob", "bob-pw").status.success());
+    let out = d.docker(&["pull", &image]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("denied"), "{}", text(&out));
+    assert!(d.docker(&["logout", &host]).status.success());
+    let out = d.docker(&["pull", &image]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no basic auth credentials"),
+        "{}",
+        text(&out)
+    );
+}
