@@ -17,6 +17,7 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// `[access]`: Berth's access rules and login lockout.
     pub access: crate::auth::AccessConfig,
+    pub gc: Gc,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -106,6 +107,11 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("auth", Kind::AuthScheme),
     ("auth.htpasswd.realm", Kind::Str),
     ("auth.htpasswd.path", Kind::Str),
+    ("gc.enabled", Kind::Bool),
+    ("gc.interval", Kind::Str),
+    ("gc.grace_period", Kind::Str),
+    ("gc.delete_untagged", Kind::Bool),
+    ("gc.purge_uploads_older_than", Kind::Str),
 ];
 
 /// The environment variable for a key path: `http.addr` → `REGISTRY_HTTP_ADDR`.
@@ -162,6 +168,7 @@ impl Config {
         self.access
             .validate(&self.auth)
             .map_err(ConfigError::Invalid)?;
+        self.gc.validate()?;
         if self.storage.filesystem.rootdirectory.as_os_str().is_empty() {
             return Err(ConfigError::Invalid(
                 "storage.filesystem.rootdirectory must not be empty".into(),
@@ -289,5 +296,100 @@ mod tests {
         std::fs::write(&p, "[http]\naddr = \"nonsense\"\n").unwrap();
         let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
         assert!(e.contains("http.addr"), "{e}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `[gc]`: garbage collection (Berth only; see `crate::gc`).
+// ---------------------------------------------------------------------------
+
+/// Online garbage collection and retention.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gc {
+    /// Run the collector inside the server.
+    pub enabled: bool,
+    /// Time between runs (`"1h"`, `"30m"`).
+    #[serde(deserialize_with = "human_duration")]
+    pub interval: std::time::Duration,
+    /// Nothing modified more recently than this is swept.
+    #[serde(deserialize_with = "human_duration")]
+    pub grace_period: std::time::Duration,
+    /// Also sweep manifests no tag (or live index, or live subject) reaches.
+    pub delete_untagged: bool,
+    /// Upload sessions older than this are removed.
+    #[serde(deserialize_with = "human_duration")]
+    pub purge_uploads_older_than: std::time::Duration,
+    /// `[[gc.retention]]` rules; the first whose pattern matches a repository applies.
+    pub retention: Vec<RetentionRule>,
+}
+
+impl Default for Gc {
+    fn default() -> Gc {
+        Gc {
+            enabled: false,
+            interval: std::time::Duration::from_secs(3600),
+            grace_period: std::time::Duration::from_secs(3600),
+            delete_untagged: false,
+            purge_uploads_older_than: std::time::Duration::from_secs(7 * 24 * 3600),
+            retention: Vec::new(),
+        }
+    }
+}
+
+/// A retention rule: which tags of matching repositories to delete.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Glob over repository names (`*` within a segment, `**` across).
+    pub repositories: String,
+    /// Always keep the N most recently pushed tags.
+    #[serde(default)]
+    pub keep_last: Option<usize>,
+    /// Always keep tags matching this regex (e.g. `^v\d+\.\d+\.\d+$`).
+    #[serde(default)]
+    pub keep_tags: Option<String>,
+    /// Only delete tags pushed longer ago than this.
+    #[serde(default, deserialize_with = "human_duration_opt")]
+    pub delete_older_than: Option<std::time::Duration>,
+}
+
+fn human_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a duration like \"90s\", \"1h\" or \"7d\": {e}"
+        ))
+    })
+}
+
+fn human_duration_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    human_duration(d).map(Some)
+}
+
+impl Gc {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && self.interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "gc.interval must be more than 0s".into(),
+            ));
+        }
+        for (i, rule) in self.retention.iter().enumerate() {
+            if rule.keep_last.is_none() && rule.delete_older_than.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "gc.retention[{i}] ({}) needs keep_last or delete_older_than; \
+                     otherwise it would delete every tag not matching keep_tags",
+                    rule.repositories
+                )));
+            }
+            if let Some(re) = &rule.keep_tags {
+                regex::Regex::new(re).map_err(|e| {
+                    ConfigError::Invalid(format!("gc.retention[{i}].keep_tags: {e}"))
+                })?;
+            }
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod gc;
 pub mod oci;
 pub mod server;
 pub mod storage;

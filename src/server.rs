@@ -14,8 +14,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let root = &config.storage.filesystem.rootdirectory;
     let store = FsStore::open(root)
         .with_context(|| format!("cannot open storage at {}", root.display()))?;
+    let store = Arc::new(store);
+    let _gc = if config.gc.enabled {
+        Some(crate::gc::spawn_online(store.clone(), &config.gc)?)
+    } else {
+        None
+    };
     let state = AppState {
-        store: Arc::new(store),
+        store,
         delete_enabled: config.storage.delete.enabled,
     };
     let auth = crate::auth::Auth::from_config(

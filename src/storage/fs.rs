@@ -36,6 +36,9 @@ use super::{ByteStream, Result, Store, StoreError, StoredManifest};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Descriptor, Digest, Manifest, RepoName, Tag};
 
+/// Garbage-collection support (enumeration, guarded deletes, the data-dir lock).
+mod gc;
+
 /// Bytes gathered from a request body before one write to disk.
 const WRITE_BATCH: usize = 1 << 20;
 /// Read size when streaming a blob out.
@@ -49,6 +52,11 @@ type UploadState = Option<(u64, Hasher)>;
 
 pub struct FsStore {
     v2: PathBuf,
+    /// Held for the store's lifetime: shared by servers, exclusive by an
+    /// offline `garbage-collect` (see `gc.rs`).
+    _dir_lock: File,
+    /// Pushes hold it shared; GC deletes hold it exclusively (see `gc.rs`).
+    gc_guard: Arc<std::sync::RwLock<()>>,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
 }
 
@@ -135,12 +143,19 @@ fn rfc3339_now() -> String {
 
 impl FsStore {
     /// A store rooted at `root` (registry:2's `storage.filesystem.rootdirectory`).
+    /// Fails while an offline garbage collection holds the data dir.
     pub fn open(root: &Path) -> io::Result<FsStore> {
+        FsStore::open_locked(root, gc::DirLock::Shared)
+    }
+
+    fn open_locked(root: &Path, lock: gc::DirLock) -> io::Result<FsStore> {
         let v2 = root.join("docker/registry/v2");
         fs::create_dir_all(v2.join("_berth/tmp"))?;
         fs::create_dir_all(v2.join("repositories"))?;
         fs::create_dir_all(v2.join("blobs"))?;
         Ok(FsStore {
+            _dir_lock: gc::lock_dir(&v2, lock)?,
+            gc_guard: Arc::default(),
             v2,
             uploads: Mutex::new(HashMap::new()),
         })
@@ -149,6 +164,7 @@ impl FsStore {
     fn paths(&self) -> Paths {
         Paths {
             v2: self.v2.clone(),
+            gc_guard: self.gc_guard.clone(),
         }
     }
 
@@ -170,6 +186,7 @@ impl FsStore {
 #[derive(Clone)]
 struct Paths {
     v2: PathBuf,
+    gc_guard: Arc<std::sync::RwLock<()>>,
 }
 
 impl Paths {
@@ -238,7 +255,9 @@ impl Paths {
     fn commit_blob(&self, src: &Path, d: &Digest) -> io::Result<()> {
         let dst = self.blob_data(d);
         if dst.is_file() {
-            // Same digest, same bytes: keep the one already served.
+            // Same digest, same bytes: keep the one already served, and mark
+            // it as recently pushed so garbage collection's grace period covers it.
+            self.touch_blob(d)?;
             return fs::remove_file(src);
         }
         let dir = dst.parent().ok_or_else(|| io::Error::other("no parent"))?;
@@ -364,9 +383,11 @@ impl Store for FsStore {
     async fn blob_mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> Result<bool> {
         let (p, r, f, d) = (self.paths(), repo.clone(), from.clone(), digest.clone());
         blocking(move || {
+            let _push = p.push_guard();
             let present = read_link(&p.layer(&f, &d).join("link"))?.as_ref() == Some(&d)
                 && p.blob_len(&d)?.is_some();
             if present {
+                p.touch_blob(&d)?;
                 p.write_link(p.layer(&r, &d), &d)?;
             }
             Ok(present)
@@ -460,6 +481,7 @@ impl Store for FsStore {
         let (p, r, d) = (self.paths(), repo.clone(), digest.clone());
         let dir = p.upload(&r, id);
         let size = blocking(move || {
+            let _push = p.push_guard();
             let path = dir.join("data");
             let file = match File::open(&path) {
                 Ok(f) => f,
@@ -544,6 +566,8 @@ impl Store for FsStore {
             .collect();
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
         blocking(move || {
+            let _push = p.push_guard();
+            p.protect_references(&r, &d, &blobs, &children)?;
             for b in &blobs {
                 if p.linked_len(&r, b)?.is_none() {
                     return Err(StoreError::ManifestBlobUnknown(b.clone()));
