@@ -369,6 +369,15 @@ pub fn collect(store: &dyn GcStore, opts: &Options) -> io::Result<Report> {
         live_per_repo.push(live);
     }
 
+    // Test hook: widen the window between mark and sweep, where a
+    // concurrent push could start relying on content the mark found dead.
+    if let Some(ms) = std::env::var("BERTH_GC_TEST_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+
     // 3. Sweep revisions, then the links into them.
     let mut remaining_revisions: Vec<HashSet<Digest>> = Vec::with_capacity(scans.len());
     for (i, scan) in scans.iter().enumerate() {

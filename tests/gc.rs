@@ -779,6 +779,8 @@ fn online_gc_under_concurrent_pushes() {
         ("REGISTRY_GC_INTERVAL", "300ms"),
         ("REGISTRY_GC_GRACE_PERIOD", "2s"),
         ("REGISTRY_GC_DELETE_UNTAGGED", "true"),
+        // Mark, then wait before sweeping: pushes land in between.
+        ("BERTH_GC_TEST_PAUSE_MS", "700"),
     ];
     let c = client();
     let base_layer = noise(50_000, 7);
@@ -829,7 +831,11 @@ fn online_gc_under_concurrent_pushes() {
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
                 let tag = format!("t{}", i % 3); // tags move: older images become garbage
-                let own = noise(20_000, w * 100_000 + i);
+                                                 // A small pool: layers become garbage when tags move, then get
+                                                 // re-referenced (HEAD finds them, upload skipped) after the grace period.
+                let pick = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) % 40; // gaps of every length
+                let own = noise(20_000, w * 100_000 + pick);
+                std::thread::sleep(Duration::from_millis(100));
                 let result = if i.is_multiple_of(5) {
                     let a = push_image(
                         &c,
