@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use berth::config::{Config, LogFormat};
 
+mod healthcheck;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -39,6 +41,8 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Exit 0 if the registry answers on /v2/ (200 or 401), 1 if not.
+    Healthcheck(healthcheck::Args),
     /// Manage the users of the htpasswd file (bcrypt): add, remove, list.
     Htpasswd(berth::auth::cli::HtpasswdArgs),
 }
@@ -201,8 +205,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Htpasswd(args) => berth::auth::cli::run(args),
         Command::GarbageCollect(args) => garbage_collect(args),
+        Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Htpasswd(args) => berth::auth::cli::run(args),
         Command::CheckConfig { config } => match load(config) {
             Ok(c) => {
                 println!("{c:#?}");

@@ -1,5 +1,6 @@
 //! Starting and stopping the HTTP server.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -47,16 +48,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         auth = auth_on,
         "listening on {local}"
     );
-    axum::serve(
+    // After the signal, in-flight requests get SHUTDOWN_GRACE to finish;
+    // then the rest are dropped (an interrupted upload leaves only its
+    // session under _uploads, never a blob or tag).
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
         listener,
         // The peer address feeds the auth layer's per-client lockout.
         router_with_auth(state, auth).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(true);
+    });
+    let deadline = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        done = server.into_future() => done?,
+        _ = deadline => tracing::warn!(
+            "in-flight requests still running after {}s: stopping anyway",
+            SHUTDOWN_GRACE.as_secs()
+        ),
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long in-flight requests may run after SIGTERM (container runtimes
+/// should wait a little longer before SIGKILL: compose `stop_grace_period`,
+/// Kubernetes `terminationGracePeriodSeconds`).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn shutdown_signal() {
     let ctrl_c = async {
