@@ -718,3 +718,195 @@ fn upload_survives_a_restart_or_fails_cleanly() {
         _ => panic!("upload status after restart: want 204 or 404 BLOB_UPLOAD_UNKNOWN: {st}"),
     }
 }
+
+/// A body of unknown length, sent with `Transfer-Encoding: chunked` (what
+/// docker does for layer PATCHes).
+fn chunked_body(data: &[u8]) -> reqwest::blocking::Body {
+    reqwest::blocking::Body::new(std::io::Cursor::new(data.to_vec()))
+}
+
+#[test]
+fn uploads_with_chunked_transfer_encoding() {
+    let api = Api::start();
+    let data = bytes(21, 300_000);
+    let d = sha256(&data);
+    let loc = api.start_upload("lib/te");
+    let r = api.send(
+        api.req(Method::PATCH, &loc)
+            .header("Content-Type", "application/octet-stream")
+            .body(chunked_body(&data[..200_000])),
+    );
+    r.expect(202);
+    assert_eq!(range_end(&r), 199_999);
+    let url = with_query(&api.url(&r.must_header("location")), &format!("digest={d}"));
+    let r = api.send(
+        api.c
+            .put(url)
+            .header("Content-Type", "application/octet-stream")
+            .body(chunked_body(&data[200_000..])),
+    );
+    r.expect(201);
+    assert_eq!(
+        api.get(&format!("/v2/lib/te/blobs/{d}")).expect(200).body,
+        data
+    );
+
+    // Monolithic POST with a chunked body.
+    let other = bytes(22, 70_000);
+    let od = sha256(&other);
+    api.send(
+        api.req(
+            Method::POST,
+            &format!("/v2/lib/te/blobs/uploads/?digest={od}"),
+        )
+        .header("Content-Type", "application/octet-stream")
+        .body(chunked_body(&other)),
+    )
+    .expect(201);
+    assert_eq!(
+        api.get(&format!("/v2/lib/te/blobs/{od}")).expect(200).body,
+        other
+    );
+}
+
+#[test]
+fn empty_blob_round_trips() {
+    let api = Api::start();
+    let d = sha256(b"");
+    let loc = api.start_upload("lib/empty");
+    let r = api.close_upload(&loc, &d, b"");
+    r.expect(201);
+    assert_eq!(r.must_header("docker-content-digest"), d);
+    let g = api.get(&format!("/v2/lib/empty/blobs/{d}"));
+    g.expect(200);
+    assert!(g.body.is_empty());
+    assert_eq!(g.must_header("content-length"), "0");
+    let h = api.head(&format!("/v2/lib/empty/blobs/{d}"));
+    h.expect(200);
+    assert_eq!(h.must_header("content-length"), "0");
+}
+
+#[test]
+fn one_byte_range_and_whole_range() {
+    let api = Api::start();
+    let data = bytes(23, 50);
+    let d = api.push_blob("lib/r1", &data);
+    let path = format!("/v2/lib/r1/blobs/{d}");
+    let r = api.send(api.req(Method::GET, &path).header("Range", "bytes=0-0"));
+    r.expect(206);
+    assert_eq!(r.body, &data[..1]);
+    assert_eq!(r.must_header("content-range"), "bytes 0-0/50");
+    let r = api.send(api.req(Method::GET, &path).header("Range", "bytes=0-49"));
+    assert!(r.status == 206 || r.status == 200, "{r}");
+    assert_eq!(r.body, data);
+}
+
+#[test]
+fn chunk_whose_content_range_disagrees_with_its_body_is_not_miscounted() {
+    let api = Api::start();
+    let data = bytes(24, 20);
+    let d = sha256(&data);
+    let loc = api.start_upload("lib/liar");
+    // Claims 10 bytes, sends 5.
+    let r = api.patch(&loc, &data[..5], Some((0, 9)));
+    let next = match r.status {
+        202 => {
+            assert_eq!(
+                r.must_header("range"),
+                "0-4",
+                "the server counted bytes it did not receive"
+            );
+            5
+        }
+        400 | 416 => 0,
+        _ => panic!("want 202 (counting what arrived) or 400/416: {r}"),
+    };
+    let st = api.get(&loc);
+    st.expect(204);
+    let loc = st.must_header("location");
+    if next == 0 {
+        assert_eq!(st.must_header("range"), "0-0");
+    } else {
+        assert_eq!(st.must_header("range"), "0-4");
+    }
+    let r = api.close_upload(&loc, &d, &data[next..]);
+    r.expect(201);
+    assert_eq!(
+        api.get(&format!("/v2/lib/liar/blobs/{d}")).expect(200).body,
+        data
+    );
+}
+
+#[test]
+fn upper_case_hex_digest_is_400_digest_invalid() {
+    // OCI image-spec: the sha256 encoded part MUST match /[a-f0-9]{64}/.
+    let api = Api::start();
+    let data = b"case matters".to_vec();
+    let d = api.push_blob("lib/case", &data);
+    let upper = format!("sha256:{}", d[7..].to_ascii_uppercase());
+    api.get(&format!("/v2/lib/case/blobs/{upper}"))
+        .expect_error(400, "DIGEST_INVALID");
+    let loc = api.start_upload("lib/case");
+    api.close_upload(&loc, &upper, &data)
+        .expect_error(400, "DIGEST_INVALID");
+}
+
+#[test]
+fn closing_put_with_an_out_of_order_content_range_is_416() {
+    // The last chunk may come with the PUT; chunks MUST be in order, else 416.
+    let api = Api::start();
+    let data = bytes(25, 30);
+    let d = sha256(&data);
+    let loc = api.start_upload("lib/putrange");
+    let r = api.patch(&loc, &data[..10], Some((0, 9)));
+    r.expect(202);
+    let loc = r.must_header("location");
+    let url = with_query(&api.url(&loc), &format!("digest={d}"));
+    let r = api.send(
+        api.c
+            .put(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", "20-29")
+            .body(data[20..].to_vec()),
+    );
+    r.expect(416);
+    let st = api.get(&loc);
+    st.expect(204);
+    assert_eq!(
+        st.must_header("range"),
+        "0-9",
+        "the rejected chunk was appended"
+    );
+    api.get(&format!("/v2/lib/putrange/blobs/{d}")).expect(404);
+}
+
+#[test]
+fn concurrent_chunks_at_the_same_offset_apply_once() {
+    let api = Api::start();
+    for round in 0..5 {
+        let chunk = bytes(26 + round, 256 * 1024);
+        let loc = api.start_upload("lib/samechunk");
+        let barrier = std::sync::Barrier::new(2);
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let (api, chunk, loc, barrier) = (&api, &chunk, &loc, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        api.patch(loc, chunk, Some((0, chunk.len() as u64 - 1)))
+                            .status
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort();
+        assert_eq!(sorted, [202, 416], "round {round}: {statuses:?}");
+        let st = api.get(&loc);
+        st.expect(204);
+        assert_eq!(range_end(&st), chunk.len() as u64 - 1, "round {round}");
+        api.close_upload(&st.must_header("location"), &sha256(&chunk), &[])
+            .expect(201);
+    }
+}

@@ -525,3 +525,116 @@ fn manifests_survive_a_restart() {
     assert_served(&api, "lib/persist", &d, OCI_MANIFEST, &m);
     assert_eq!(tags(&api, "lib/persist"), ["v1"]);
 }
+
+#[test]
+fn put_without_content_type_uses_the_media_type_field() {
+    let api = Api::start();
+    let m = api.oci_image("lib/noct", 150);
+    let r = api.send(
+        api.req(reqwest::Method::PUT, "/v2/lib/noct/manifests/v1")
+            .body(m.clone()),
+    );
+    r.expect(201);
+    assert_served(&api, "lib/noct", "v1", OCI_MANIFEST, &m);
+}
+
+#[test]
+fn a_layer_digest_is_not_a_manifest() {
+    let api = Api::start();
+    let m = api.oci_image("lib/notman", 160);
+    api.push_manifest("lib/notman", "v1", OCI_MANIFEST, &m);
+    let v: Value = serde_json::from_slice(&m).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap().to_string();
+    api.get_manifest("lib/notman", &layer)
+        .expect_error(404, "MANIFEST_UNKNOWN");
+    api.head_manifest("lib/notman", &layer).expect(404);
+    // Nor can an index name it as a child manifest.
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": layer, "size": 10}]
+    }))
+    .unwrap();
+    api.put_manifest("lib/notman", "idx", OCI_INDEX, &index)
+        .expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+}
+
+#[test]
+fn oversized_manifest_sent_chunked_is_413() {
+    // No Content-Length: the limit must hold while reading, not only from the header.
+    let api = Api::start();
+    let v: Value = serde_json::from_slice(&api.oci_image("lib/bigte", 170)).unwrap();
+    let over = padded_to(v.clone(), 5 * 1024 * 1024);
+    for attempt in 0..3 {
+        let r = raw_chunked(
+            &api.reg,
+            "PUT",
+            "/v2/lib/bigte/manifests/over",
+            &[("Content-Type", OCI_MANIFEST)],
+            &over,
+        )
+        .unwrap_or_else(|e| panic!("attempt {attempt}: the client never sees the answer: {e}"));
+        assert_eq!(r.status, 413, "attempt {attempt}: {r:?}");
+    }
+    api.get_manifest("lib/bigte", "over")
+        .expect_error(404, "MANIFEST_UNKNOWN");
+    // A small one sent chunked is fine.
+    let small = padded_to(v, 10_000);
+    api.send(
+        api.req(reqwest::Method::PUT, "/v2/lib/bigte/manifests/small")
+            .header("Content-Type", OCI_MANIFEST)
+            .body(reqwest::blocking::Body::new(std::io::Cursor::new(
+                small.clone(),
+            ))),
+    )
+    .expect(201);
+    assert_served(&api, "lib/bigte", "small", OCI_MANIFEST, &small);
+}
+
+#[test]
+fn a_deleted_blob_no_longer_satisfies_a_manifest() {
+    let api = Api::start();
+    let m = api.oci_image("lib/gone", 180);
+    let v: Value = serde_json::from_slice(&m).unwrap();
+    let layer = v["layers"][0]["digest"].as_str().unwrap();
+    api.delete(&format!("/v2/lib/gone/blobs/{layer}"))
+        .expect(202);
+    api.put_manifest("lib/gone", "v1", OCI_MANIFEST, &m)
+        .expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+}
+
+#[test]
+fn a_child_manifest_from_another_repository_does_not_count() {
+    let api = Api::start();
+    let (theirs, td) = api.push_oci_image("other/repo", "v1", 190);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": td, "size": theirs.len()}]
+    }))
+    .unwrap();
+    api.push_blob("lib/mine", b"make the repository exist");
+    api.put_manifest("lib/mine", "idx", OCI_INDEX, &index)
+        .expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+}
+
+#[test]
+fn content_type_parameters_are_tolerated() {
+    // Spec: registries SHOULD ignore parameters on the Content-Type.
+    let api = Api::start();
+    let m = api.oci_image("lib/params", 195);
+    api.put_manifest(
+        "lib/params",
+        "v1",
+        &format!("{OCI_MANIFEST}; charset=utf-8"),
+        &m,
+    )
+    .expect(201);
+    let g = api.get_manifest("lib/params", "v1");
+    g.expect(200);
+    assert_eq!(g.body, m);
+    assert!(
+        g.must_header("content-type").starts_with(OCI_MANIFEST),
+        "{g}"
+    );
+}

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{run, run_input, tar, Entry, Out, Target, ACCEPT_ALL, DOCKER_MANIFEST};
+use support::{run, run_input, tar, Entry, Flavour, Out, Target, ACCEPT_ALL, DOCKER_MANIFEST};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -125,7 +125,7 @@ impl Dockerd {
         let containerd = self.containerd_pid();
         let pid = self.child.id().to_string();
         // SIGTERM lets dockerd stop its containerd and unmount what it mounted.
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        signal("TERM", &pid);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -141,7 +141,7 @@ impl Dockerd {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if Path::new("/proc").join(&pid).exists() {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                signal("KILL", &pid);
             }
         }
         self.unmount_all();
@@ -170,6 +170,15 @@ impl Drop for Dockerd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sends SIG`name` to process `pid` (with the shell's built-in `kill`,
+/// so procps need not be installed).
+fn signal(name: &str, pid: &str) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{name} {pid}"))
+        .status();
 }
 
 /// A root filesystem with the static busybox and a few applet links.
@@ -208,17 +217,19 @@ fn get_json(url: &str) -> Value {
     r.json().expect("JSON body")
 }
 
-fn manifest(t: &Target, repo: &str, reference: &str) -> (String, Value) {
+/// A manifest's digest, parsed JSON and bytes, read over HTTP.
+fn manifest(t: &Target, repo: &str, reference: &str) -> (String, Value, Vec<u8>) {
     let r = support::client()
         .get(t.url(&format!("/v2/{repo}/manifests/{reference}")))
         .header("accept", ACCEPT_ALL)
         .send()
         .expect("GET manifest");
     assert_eq!(r.status().as_u16(), 200, "GET {repo}:{reference}");
-    let body = r.bytes().unwrap();
+    let body = r.bytes().unwrap().to_vec();
     (
         support::sha256(&body),
         serde_json::from_slice(&body).expect("manifest JSON"),
+        body,
     )
 }
 
@@ -315,15 +326,33 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
     assert_eq!(pushed_digest(&out), one_digest);
 
     // What the registry holds: Docker schema 2 manifests sharing the base.
-    let (digest, m1) = manifest(&t, "berth/one", "v1");
+    let (digest, m1, m1_bytes) = manifest(&t, "berth/one", "v1");
     assert_eq!(digest, one_digest);
     assert_eq!(m1["mediaType"], DOCKER_MANIFEST);
-    let (digest, m2) = manifest(&t, "berth/two", "v1");
+    let (digest, m2, _) = manifest(&t, "berth/two", "v1");
     assert_eq!(digest, two_digest);
     let (l1, l2) = (layer_digests(&m1), layer_digests(&m2));
     assert_eq!(l1.len(), 2, "{m1}");
     assert_eq!(l2.len(), 3, "{m2}");
     assert_eq!(l1[0], l2[0], "the base layer is shared");
+
+    // Multi-platform tags over image one (linux/amd64) and a small
+    // linux/arm64 image: a Docker manifest list and an OCI image index.
+    let amd64 = support::Manifest {
+        media_type: DOCKER_MANIFEST.to_string(),
+        digest: one_digest.clone(),
+        bytes: m1_bytes,
+        blobs: Vec::new(),
+        children: Vec::new(),
+        platform: Some(("linux".into(), "amd64".into())),
+    };
+    let arm64 = support::small_image(Flavour::Docker, "arm64", "not for this machine\n");
+    support::push_tree(&t.base, "berth/one", &arm64, &arm64.digest);
+    let list = support::index(Flavour::Docker, vec![amd64.clone(), arm64.clone()]);
+    let oci_index = support::index(Flavour::Oci, vec![amd64, arm64]);
+    for (tag, m) in [("list", &list), ("index", &oci_index)] {
+        support::put_manifest(&t.base, "berth/one", tag, &m.media_type, &m.bytes);
+    }
 
     // Forget every image locally, the base too.
     d.docker_ok(&["rmi", &one, &local, &two, "berth-test/base:1"]);
@@ -360,14 +389,18 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
     let out = d.docker_ok(&["run", "--rm", "--network", "host", &two_by_digest]);
     assert_eq!(out.stdout, "hello from two\ntwo-built\n");
 
-    // A tag that does not exist.
-    let out = d.docker(&["pull", &format!("{host}/berth/one:nope")]);
-    assert!(!out.ok(), "pull of a missing tag succeeded");
-    assert!(
-        out.stderr.contains("not found") || out.stderr.contains("manifest unknown"),
-        "{}",
-        out.stderr
-    );
+    // Multi-platform tags: docker picks the linux/amd64 image.
+    for (tag, m) in [("list", &list), ("index", &oci_index)] {
+        let name = format!("{host}/berth/one:{tag}");
+        let out = d.docker_ok(&["pull", &name]);
+        assert!(
+            out.stdout.contains(&format!("Digest: {}", m.digest)),
+            "{}",
+            out.stdout
+        );
+        let out = d.docker_ok(&["run", "--rm", "--network", "host", &name]);
+        assert_eq!(out.stdout, "hello from one\n", "run {name}");
+    }
 
     // What curl users see.
     let catalog = get_json(&t.url("/v2/_catalog"));
@@ -386,10 +419,22 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
     if !t.is_berth() {
         listed.sort();
     }
-    assert_eq!(listed, ["latest", "v1"]);
+    assert_eq!(listed, ["index", "latest", "list", "v1"]);
     let tags = get_json(&t.url("/v2/berth/two/tags/list"));
     assert_eq!(
         tags,
         serde_json::json!({"name": "berth/two", "tags": ["v1"]})
+    );
+
+    // A tag that does not exist.
+    let out = d.docker(&["pull", &format!("{host}/berth/one:nope")]);
+    assert!(!out.ok(), "pull of a missing tag succeeded");
+    // dockerd says "not found" (and answers 404, not 500) only when the
+    // registry's MANIFEST_UNKNOWN error carries a `detail`, as registry:2's does.
+    assert!(
+        out.stderr
+            .contains(&format!("manifest for {host}/berth/one:nope not found")),
+        "{}",
+        out.stderr
     );
 }

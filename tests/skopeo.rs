@@ -415,3 +415,97 @@ fn skopeo_converts_to_docker_schema2_and_reports_unknown_names() {
         out.stderr
     );
 }
+
+#[test]
+fn skopeo_copies_run_at_once_all_succeed_with_one_consistent_result() {
+    if !have_tools() {
+        return;
+    }
+    let t = Target::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // Layers big enough for the uploads to overlap in time.
+    let big = support::noise(4 << 20, 7);
+    let img = image(
+        Flavour::Oci,
+        "amd64",
+        &[&[("big.bin", &big)], &[("small.txt", b"small\n")]],
+        "parallel",
+    );
+    let mut src = Layout::new(&tmp.path().join("src"));
+    src.add(&img, "v1");
+    let source = src.reference("v1");
+
+    // Three clients push the same image to one tag, three to other names.
+    let dests: Vec<String> = (0..6)
+        .map(|i| match i {
+            0..=2 => t.docker("skopeo/same:v1"),
+            _ => t.docker(&format!("skopeo/each{i}:v1")),
+        })
+        .collect();
+    let handles: Vec<_> = dests
+        .iter()
+        .cloned()
+        .map(|dest| {
+            let source = source.clone();
+            std::thread::spawn(move || {
+                skopeo(&[
+                    "copy",
+                    "--preserve-digests",
+                    "--dest-tls-verify=false",
+                    &source,
+                    &dest,
+                ])
+            })
+        })
+        .collect();
+    for (h, dest) in handles.into_iter().zip(&dests) {
+        let out = h.join().expect("skopeo thread");
+        assert!(out.ok(), "copy to {dest} failed:\n{}", out.all());
+    }
+
+    for repo in [
+        "skopeo/same",
+        "skopeo/each3",
+        "skopeo/each4",
+        "skopeo/each5",
+    ] {
+        assert_eq!(
+            raw_manifest(&t, &format!("{repo}:v1")).as_bytes(),
+            img.bytes
+        );
+        let out = tmp.path().join(repo.replace('/', "-"));
+        skopeo_ok(&[
+            "copy",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &t.docker(&format!("{repo}:v1")),
+            &format!("oci:{}:v1", out.display()),
+        ]);
+        assert_layout_holds(&out, "v1", &img);
+    }
+}
+
+#[test]
+fn skopeo_delete_is_refused_when_delete_is_disabled() {
+    if !have_tools() {
+        return;
+    }
+    let t = Target::start_with(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = small_image(Flavour::Oci, "amd64", "kept\n");
+    let mut src = Layout::new(&tmp.path().join("src"));
+    src.add(&img, "v1");
+    skopeo_ok(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &src.reference("v1"),
+        &t.docker("skopeo/kept:v1"),
+    ]);
+    let out = skopeo(&["delete", "--tls-verify=false", &t.docker("skopeo/kept:v1")]);
+    assert!(!out.ok(), "delete succeeded with delete disabled");
+    // skopeo shows the status and the registry's error body.
+    assert!(out.stderr.contains("405"), "{}", out.stderr);
+    assert!(out.stderr.contains("UNSUPPORTED"), "{}", out.stderr);
+    assert_eq!(raw_manifest(&t, "skopeo/kept:v1").as_bytes(), img.bytes);
+}

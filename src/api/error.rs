@@ -32,6 +32,15 @@ impl ApiError {
         self
     }
 
+    /// Sets `detail` unless the error already has one.
+    pub fn or_detail(self, detail: serde_json::Value) -> ApiError {
+        if self.detail.is_null() {
+            self.detail(detail)
+        } else {
+            self
+        }
+    }
+
     pub fn header(mut self, name: HeaderName, value: String) -> ApiError {
         if let Ok(v) = HeaderValue::try_from(value) {
             self.headers.push((name, v));

@@ -71,6 +71,7 @@ async fn dispatch(
     let result = match Route::parse(uri.path()) {
         Err(e) => Err(e),
         Ok(route) => {
+            let detail = route.detail();
             let q = Query::of(&uri);
             let s = &state;
             let h = &headers;
@@ -97,13 +98,16 @@ async fn dispatch(
                 (Method::POST, Route::UploadStart(n)) => uploads::start(s, &n, &q, body).await,
                 (Method::GET, Route::Upload(n, id)) => uploads::status(s, &n, &id).await,
                 (Method::PATCH, Route::Upload(n, id)) => uploads::patch(s, &n, &id, h, body).await,
-                (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, &n, &id, &q, body).await,
+                (Method::PUT, Route::Upload(n, id)) => {
+                    uploads::finish(s, &n, &id, &q, h, body).await
+                }
                 (Method::DELETE, Route::Upload(n, id)) => uploads::cancel(s, &n, &id).await,
                 (m, _) => Err(ApiError::unsupported(format!(
                     "method {m} is not allowed on {}",
                     uri.path()
                 ))),
             }
+            .map_err(|e| e.or_detail(detail))
         }
     };
     result.unwrap_or_else(IntoResponse::into_response)
@@ -170,12 +174,21 @@ async fn log_request(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let span = tracing::info_span!("request", id);
     let resp = next.run(req).instrument(span).await;
-    let bytes = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    // Body bytes sent: none for HEAD, the exact size of a buffered body
+    // (error bodies carry no Content-Length header), else Content-Length.
+    let bytes = if method == Method::HEAD {
+        0
+    } else {
+        axum::body::HttpBody::size_hint(resp.body())
+            .exact()
+            .or_else(|| {
+                resp.headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
     tracing::info!(
         id,
         %method,

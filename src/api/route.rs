@@ -63,6 +63,25 @@ impl Route {
         };
         Ok(route)
     }
+
+    /// What an error on this route is about, as the `detail` of an error
+    /// that has none (shaped like registry:2's). Docker reports a missing
+    /// manifest as "not found" only when its error carries a detail.
+    pub fn detail(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Route::Base | Route::Catalog => serde_json::Value::Null,
+            Route::Tags(n) | Route::UploadStart(n) => json!({ "name": n.as_str() }),
+            Route::Manifest(n, Reference::Tag(t)) => {
+                json!({ "Name": n.as_str(), "Tag": t.as_str() })
+            }
+            Route::Manifest(n, Reference::Digest(d)) => {
+                json!({ "Name": n.as_str(), "Revision": d.to_string() })
+            }
+            Route::Blob(_, d) | Route::Referrers(_, d) => json!(d.to_string()),
+            Route::Upload(n, id) => json!({ "name": n.as_str(), "uuid": id }),
+        }
+    }
 }
 
 #[cfg(test)]

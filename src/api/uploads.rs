@@ -110,21 +110,14 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     Ok(Some((a, b)))
 }
 
-pub async fn patch(
-    state: &AppState,
-    repo: &RepoName,
-    id: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult {
+/// The chunk's `Content-Range`, checked against its `Content-Length`.
+fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let range = content_range(headers)?;
-    if let (Some((a, b)), Some(len)) = (
-        range,
-        headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok()),
-    ) {
+    let len = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let (Some((a, b)), Some(len)) = (range, len) {
         if b - a + 1 != len {
             return Err(ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
@@ -133,6 +126,17 @@ pub async fn patch(
             ));
         }
     }
+    Ok(range)
+}
+
+pub async fn patch(
+    state: &AppState,
+    repo: &RepoName,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let range = chunk_range(headers)?;
     let size = state
         .store
         .upload_append(repo, id, range.map(|r| r.0), body_stream(body))
@@ -157,14 +161,30 @@ pub async fn finish(
     repo: &RepoName,
     id: &str,
     q: &Query,
+    headers: &HeaderMap,
     body: Body,
 ) -> ApiResult {
     let digest = query_digest(q)?
         .ok_or_else(|| ApiError::digest_invalid("the digest query parameter is required"))?;
-    state
-        .store
-        .upload_finish(repo, id, &digest, Some(body_stream(body)))
-        .await?;
+    // A last chunk sent with a Content-Range must land where the upload
+    // stands, like a PATCH; without one it is simply appended. An empty
+    // body has no range to check, whatever header came with it.
+    let empty = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    let range = if empty { None } else { chunk_range(headers)? };
+    let body = match range {
+        Some((offset, _)) => {
+            state
+                .store
+                .upload_append(repo, id, Some(offset), body_stream(body))
+                .await
+                .map_err(|e| with_location(e.into(), repo, id))?;
+            None
+        }
+        None => Some(body_stream(body)),
+    };
+    state.store.upload_finish(repo, id, &digest, body).await?;
     Ok(created(repo, &digest))
 }
 

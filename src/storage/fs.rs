@@ -643,7 +643,9 @@ impl Store for FsStore {
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>> {
         let (p, r) = (self.paths(), repo.clone());
         blocking(move || {
-            if !p.repo(&r).is_dir() {
+            // As in the catalog, a repository is a directory with
+            // `_manifests`; a bare prefix of other names is not one.
+            if !p.repo(&r).join("_manifests").is_dir() {
                 return Err(StoreError::NameUnknown);
             }
             let mut tags: Vec<String> = list_dir(&p.tags(&r))?

@@ -579,6 +579,40 @@ pub fn push_blob(base: &str, repo: &str, data: &[u8]) -> String {
     digest
 }
 
+/// Starts an upload in `repo` and sends `data` as its first chunk, leaving
+/// it unfinished. Returns the upload's URL.
+pub fn start_upload(base: &str, repo: &str, data: &[u8]) -> String {
+    let c = client();
+    let r = c
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .expect("POST upload");
+    assert_eq!(r.status().as_u16(), 202, "start upload in {repo}");
+    let loc = absolute(base, r.headers()["location"].to_str().unwrap());
+    let r = c
+        .patch(&loc)
+        .header("content-type", "application/octet-stream")
+        .header("content-range", format!("0-{}", data.len() - 1))
+        .body(data.to_vec())
+        .send()
+        .expect("PATCH upload");
+    assert_eq!(r.status().as_u16(), 202, "first chunk in {repo}");
+    absolute(base, r.headers()["location"].to_str().unwrap())
+}
+
+/// `len` bytes that gzip cannot shrink, the same every run.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// PUTs manifest bytes under `reference` with `media_type` as Content-Type.
 pub fn put_manifest(base: &str, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) {
     let r = client()
@@ -605,6 +639,35 @@ pub fn push_tree(base: &str, repo: &str, m: &Manifest, tag: &str) {
         push_tree(base, repo, c, &c.digest);
     }
     put_manifest(base, repo, tag, &m.media_type, &m.bytes);
+}
+
+/// The whole catalog, read `n` names at a time by following `Link` headers.
+pub fn catalog_paged(base: &str, n: usize) -> Vec<String> {
+    let c = client();
+    let mut url = format!("{base}/v2/_catalog?n={n}");
+    let mut all = Vec::new();
+    for _ in 0..1000 {
+        let r = c.get(&url).send().expect("catalog page");
+        assert_eq!(r.status().as_u16(), 200, "GET {url}");
+        let link = header(&r, "link");
+        let v: Value = r.json().expect("catalog json");
+        let page = v["repositories"].as_array().expect("repositories");
+        assert!(page.len() <= n, "{url} returned {} names", page.len());
+        all.extend(page.iter().map(|s| s.as_str().unwrap().to_string()));
+        if link.is_empty() {
+            return all;
+        }
+        let target = link
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .map(|(u, rest)| {
+                assert!(rest.contains("rel=\"next\""), "Link: {link}");
+                u
+            })
+            .unwrap_or_else(|| panic!("malformed Link: {link}"));
+        url = absolute(base, target);
+    }
+    panic!("catalog pagination does not end");
 }
 
 /// What a registry serves, as far as a client can see it: enough to show
@@ -656,10 +719,12 @@ pub fn snapshot(base: &str) -> Snapshot {
         assert_eq!(r.status().as_u16(), 200, "tags/list of {repo}");
         let v: Value = r.json().expect("tags json");
         assert_eq!(v["name"], repo.as_str());
-        let tags: Vec<String> = v["tags"]
+        // The reference registry lists tags in directory order: compare sets.
+        let mut tags: Vec<String> = v["tags"]
             .as_array()
             .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
             .unwrap_or_default();
+        tags.sort();
         let mut pending: Vec<String> = tags.clone();
         snap.tags.insert(repo.clone(), tags);
         while let Some(reference) = pending.pop() {
@@ -745,7 +810,12 @@ pub struct DistRegistry {
 }
 
 impl DistRegistry {
+    /// Serves `root` with delete enabled.
     pub fn start(root: &Path) -> DistRegistry {
+        DistRegistry::start_with(root, true)
+    }
+
+    pub fn start_with(root: &Path, delete: bool) -> DistRegistry {
         let cfg = tempfile::tempdir().expect("tempdir");
         let file = cfg.path().join("config.yml");
         std::fs::write(
@@ -753,7 +823,7 @@ impl DistRegistry {
             format!(
                 "version: 0.1\n\
                  log:\n  level: info\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {delete}\n\
                  http:\n  addr: 127.0.0.1:0\n  secret: berth-interop-test\n",
                 root.display()
             ),
@@ -834,10 +904,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// A fresh registry with delete enabled.
     pub fn start() -> Target {
+        Target::start_with(true)
+    }
+
+    /// A fresh registry, with delete enabled or not.
+    pub fn start_with(delete: bool) -> Target {
         if std::env::var("BERTH_TEST_AGAINST").is_ok_and(|v| v == "docker-registry") {
             let tmp = tempfile::tempdir().expect("tempdir");
-            let d = DistRegistry::start(&tmp.path().join("data"));
+            let d = DistRegistry::start_with(&tmp.path().join("data"), delete);
             return Target {
                 host: d.host(),
                 base: d.base.clone(),
@@ -847,7 +923,11 @@ impl Target {
                 _tmp: Some(tmp),
             };
         }
-        let r = crate::common::Registry::start();
+        let r = if delete {
+            crate::common::Registry::start()
+        } else {
+            crate::common::Registry::start_with(&[("REGISTRY_STORAGE_DELETE_ENABLED", "false")])
+        };
         Target {
             host: r.host(),
             base: r.base.clone(),
