@@ -6,10 +6,10 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
+use common::dockerd::Dockerd;
 use common::Registry;
 use serde_json::json;
 
@@ -282,125 +282,8 @@ fn skopeo_copies_with_creds() {
 // ---------------------------------------------------------------------------
 // docker login
 
-/// A private Docker daemon (vfs storage, its own socket and directories),
-/// stopped by PID when dropped.
-struct Dockerd {
-    child: Child,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
-impl Dockerd {
-    fn start() -> Dockerd {
-        let dir = tempfile::Builder::new()
-            .prefix("berth-authd.")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let d = dir.path();
-        let sock = d.join("docker.sock");
-        std::fs::create_dir_all(d.join("config")).unwrap();
-        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--storage-driver=vfs")
-            .arg("--iptables=false")
-            .arg("--ip6tables=false")
-            .arg("--bridge=none")
-            .arg(format!("--data-root={}", d.join("data").display()))
-            .arg(format!("--exec-root={}", d.join("exec").display()))
-            .arg(format!("--pidfile={}", d.join("docker.pid").display()))
-            .arg(format!("--host=unix://{}", sock.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
-        let mut daemon = Dockerd { child, dir, sock };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("dockerd exited at start-up: {status}\n{}", daemon.log());
-            }
-            if daemon.sock.exists() && daemon.docker(&["version"]).status.success() {
-                return daemon;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not start\n{}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("docker");
-        cmd.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.dir.path().join("config"))
-            .env("DOCKER_BUILDKIT", "0")
-            .env_remove("DOCKER_CONTEXT");
-        cmd
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        run(&mut self.cmd(args))
-    }
-
-    fn containerd_pid(&self) -> Option<String> {
-        let pid = std::fs::read_to_string(self.dir.path().join("exec/containerd/containerd.pid"))
-            .ok()?
-            .trim()
-            .to_string();
-        Path::new("/proc").join(&pid).exists().then_some(pid)
-    }
-}
-
-fn signal(name: &str, pid: &str) {
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -{name} {pid}"))
-        .status();
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let containerd = self.containerd_pid();
-        signal("TERM", &self.child.id().to_string());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = containerd {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new("/proc").join(&pid).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if Path::new("/proc").join(&pid).exists() {
-                signal("KILL", &pid);
-            }
-        }
-        // dockerd leaves mounts behind; unmount them, deepest first.
-        let prefix = format!("{}/", self.dir.path().display());
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in ours {
-            let _ = Command::new("umount").arg(p).status();
-        }
-    }
+fn docker(d: &Dockerd, args: &[&str]) -> Output {
+    run(&mut d.cmd("docker", args))
 }
 
 #[test]
@@ -409,7 +292,7 @@ fn docker_login_then_push_and_pull() {
         return;
     }
     let a = start();
-    let d = Dockerd::start();
+    let d = Dockerd::start("berth-authd.");
     let host = a.reg.host();
     let image = format!("{host}/alice/hello:v1");
     // A one-file image, imported from a tar stream.
@@ -423,10 +306,10 @@ fn docker_login_then_push_and_pull() {
         .arg(&archive)
         .arg("hello.txt"));
     assert!(out.status.success());
-    let out = d.docker(&["import", archive.to_str().unwrap(), &image]);
+    let out = docker(&d, &["import", archive.to_str().unwrap(), &image]);
     assert!(out.status.success(), "{}", text(&out));
     // Push without login: an authentication error.
-    let out = d.docker(&["push", &image]);
+    let out = docker(&d, &["push", &image]);
     assert!(!out.status.success());
     let t = text(&out).to_lowercase();
     assert!(
@@ -436,7 +319,7 @@ fn docker_login_then_push_and_pull() {
     // A wrong password: login fails.
     let login = |user: &str, password: &str| {
         let mut child = d
-            .cmd(&["login", "-u", user, "--password-stdin", &host])
+            .cmd("docker", &["login", "-u", user, "--password-stdin", &host])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -451,19 +334,19 @@ fn docker_login_then_push_and_pull() {
     let out = login("alice", "alice-pw");
     assert!(out.status.success());
     assert!(text(&out).contains("Login Succeeded"));
-    let out = d.docker(&["push", &image]);
+    let out = docker(&d, &["push", &image]);
     assert!(out.status.success());
-    assert!(d.docker(&["rmi", &image]).status.success());
-    let out = d.docker(&["pull", &image]);
+    assert!(docker(&d, &["rmi", &image]).status.success());
+    let out = docker(&d, &["pull", &image]);
     assert!(out.status.success());
     // bob may not pull alice's image: docker reports the denial.
-    assert!(d.docker(&["rmi", &image]).status.success());
+    assert!(docker(&d, &["rmi", &image]).status.success());
     assert!(login("bob", "bob-pw").status.success());
-    let out = d.docker(&["pull", &image]);
+    let out = docker(&d, &["pull", &image]);
     assert!(!out.status.success());
     assert!(text(&out).contains("denied"), "{}", text(&out));
-    assert!(d.docker(&["logout", &host]).status.success());
-    let out = d.docker(&["pull", &image]);
+    assert!(docker(&d, &["logout", &host]).status.success());
+    let out = docker(&d, &["pull", &image]);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("no basic auth credentials"),

@@ -9,14 +9,16 @@
 //! image (named volume), and the registry process runs as uid 65532.
 //!
 //! Needs root, dockerd, docker and docker-compose; skipped without them
-//! outside CI. Set `BERTH_CONTAINER_KEEP=1` to keep the daemon directory.
+//! outside CI. Set `BERTH_KEEP_DOCKERD=1` to keep the daemon directory.
 
 mod common;
+
+use common::dockerd::Dockerd;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -106,136 +108,13 @@ fn must(out: Out, what: &str) -> Out {
     out
 }
 
-/// A private Docker daemon, stopped (by PID) when dropped.
-struct Dockerd {
-    child: Child,
-    dir: PathBuf,
-    sock: PathBuf,
+/// `docker` against the test's private daemon.
+fn docker(d: &Dockerd, args: &[&str]) -> Out {
+    run(&mut d.cmd("docker", args), None, LIMIT)
 }
 
-impl Dockerd {
-    fn start() -> Dockerd {
-        // Unix socket paths are short: keep the directory directly in /tmp.
-        let dir = tempfile::Builder::new()
-            .prefix("berth-ctr.")
-            .tempdir_in("/tmp")
-            .expect("tempdir")
-            .keep();
-        let sock = dir.join("docker.sock");
-        std::fs::create_dir_all(dir.join("config")).unwrap();
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("dockerd")
-            .arg("--storage-driver=vfs")
-            .arg("--iptables=false")
-            .arg("--ip6tables=false")
-            .arg("--bridge=none")
-            .arg(format!("--data-root={}", dir.join("data").display()))
-            .arg(format!("--exec-root={}", dir.join("exec").display()))
-            .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
-            .arg(format!("--host=unix://{}", sock.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
-        let mut d = Dockerd { child, dir, sock };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                d.dump_log();
-                panic!("dockerd exited at start-up: {status}");
-            }
-            if d.sock.exists() && run(&mut d.cmd("docker", &["version"]), None, LIMIT).ok() {
-                return d;
-            }
-            if Instant::now() > deadline {
-                d.dump_log();
-                panic!("dockerd did not come up within 60s");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// `prog` (docker, docker-compose) talking to this daemon only, with
-    /// its own client config.
-    fn cmd(&self, prog: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_API_VERSION", "1.41")
-            .env("COMPOSE_API_VERSION", "1.41")
-            .env("DOCKER_CONFIG", self.dir.join("config"))
-            .env("DOCKER_BUILDKIT", "0")
-            .env("COMPOSE_DOCKER_CLI_BUILD", "0")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH");
-        cmd
-    }
-
-    fn docker(&self, args: &[&str]) -> Out {
-        run(&mut self.cmd("docker", args), None, LIMIT)
-    }
-
-    fn docker_ok(&self, args: &[&str]) -> Out {
-        must(self.docker(args), &format!("docker {args:?}"))
-    }
-
-    fn dump_log(&self) {
-        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        for line in &lines[lines.len().saturating_sub(60)..] {
-            eprintln!("[dockerd] {line}");
-        }
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_log();
-        }
-        let containerd = std::fs::read_to_string(self.dir.join("exec/containerd/containerd.pid"))
-            .ok()
-            .map(|s| s.trim().to_string());
-        // SIGTERM lets dockerd stop its containers and its containerd.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = containerd.filter(|p| !p.is_empty()) {
-            let proc = Path::new("/proc").join(&pid);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while proc.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if proc.exists() {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            }
-        }
-        // dockerd leaves mounts behind (exec/netns/default at least).
-        let prefix = format!("{}/", self.dir.display());
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in ours {
-            let _ = Command::new("umount").arg(p).status();
-        }
-        if std::env::var_os("BERTH_CONTAINER_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+fn docker_ok(d: &Dockerd, args: &[&str]) -> Out {
+    must(docker(d, args), &format!("docker {args:?}"))
 }
 
 /// Installed Debian packages reachable from `roots` through Depends and
@@ -497,20 +376,18 @@ impl Stack<'_> {
         let id = self.container();
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let out = self
-                .d
-                .docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &id]);
+            let out = docker_ok(self.d, &["inspect", "-f", "{{.State.Health.Status}}", &id]);
             match out.stdout.trim() {
                 "healthy" => return id,
                 "unhealthy" => {
-                    self.d.docker(&["logs", &id]);
+                    docker(self.d, &["logs", &id]);
                     panic!("the registry turned unhealthy");
                 }
                 _ => {}
             }
             if Instant::now() > deadline {
-                self.d.docker(&["logs", &id]);
-                self.d.docker(&["inspect", &id]);
+                docker(self.d, &["logs", &id]);
+                docker(self.d, &["inspect", &id]);
                 panic!("the registry did not turn healthy within 90s");
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -543,7 +420,7 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
     }
 
     let started = Instant::now();
-    let d = Dockerd::start();
+    let d = Dockerd::start("berth-ctr.");
     let work = d.dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
 
@@ -576,8 +453,7 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
         ),
         "docker build",
     );
-    let size: u64 = d
-        .docker_ok(&["image", "inspect", "-f", "{{.Size}}", "berth:ci"])
+    let size: u64 = docker_ok(&d, &["image", "inspect", "-f", "{{.Size}}", "berth:ci"])
         .stdout
         .trim()
         .parse()
@@ -588,8 +464,7 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
         size as f64 / 1e6
     ));
     assert!(size < 25_000_000, "the image is {size} bytes, over 25 MB");
-    let config = d
-        .docker_ok(&[
+    let config = docker_ok(&d, &[
             "image",
             "inspect",
             "-f",
@@ -663,13 +538,9 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
     report(&format!("compose stack healthy in {:.0?}", t.elapsed()));
 
     // 3. Not root: the image's user and the running process's.
-    let user = d
-        .docker_ok(&["inspect", "-f", "{{.Config.User}}", &id])
-        .stdout;
+    let user = docker_ok(&d, &["inspect", "-f", "{{.Config.User}}", &id]).stdout;
     assert_eq!(user.trim(), "65532:65532");
-    let pid = d
-        .docker_ok(&["inspect", "-f", "{{.State.Pid}}", &id])
-        .stdout;
+    let pid = docker_ok(&d, &["inspect", "-f", "{{.State.Pid}}", &id]).stdout;
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
     let uids = status
         .lines()
@@ -681,7 +552,7 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
         ["65532"; 4],
         "{uids}"
     );
-    d.docker_ok(&["exec", &id, "/berth", "healthcheck"]);
+    docker_ok(&d, &["exec", &id, "/berth", "healthcheck"]);
 
     // 4. Login (when authentication is on), push, pull.
     let probe = reqwest::blocking::get(format!("http://{host}/v2/")).expect("GET /v2/");
@@ -729,27 +600,28 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
     }
     let image = format!("{host}/ci/busybox:1");
     import_busybox(&d, &work, &image);
-    d.docker_ok(&["push", &image]);
-    d.docker_ok(&["rmi", &image]);
-    d.docker_ok(&["pull", &image]);
-    let out = d.docker_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        &image,
-        "/bin/echo",
-        "pulled",
-    ]);
+    docker_ok(&d, &["push", &image]);
+    docker_ok(&d, &["rmi", &image]);
+    docker_ok(&d, &["pull", &image]);
+    let out = docker_ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            &image,
+            "/bin/echo",
+            "pulled",
+        ],
+    );
     assert_eq!(out.stdout.trim(), "pulled");
 
     // 5. Graceful stop, re-create the stack, the image is still there.
     let t = Instant::now();
     stack.compose(&["stop"]);
     let stop_took = t.elapsed();
-    let code = d
-        .docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", &id])
-        .stdout;
+    let code = docker_ok(&d, &["inspect", "-f", "{{.State.ExitCode}}", &id]).stdout;
     assert_eq!(
         code.trim(),
         "0",
@@ -759,7 +631,7 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
         stop_took < Duration::from_secs(20),
         "stopping took {stop_took:?}"
     );
-    let logs = d.docker_ok(&["logs", &id]);
+    let logs = docker_ok(&d, &["logs", &id]);
     assert!(
         logs.stderr.contains("stopped") || logs.stdout.contains("stopped"),
         "no 'stopped' in the logs"
@@ -768,8 +640,8 @@ fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
     stack.compose(&["up", "-d", "--no-build"]);
     let id2 = stack.wait_healthy();
     assert_ne!(id, id2, "down/up should create a new container");
-    d.docker_ok(&["rmi", &image]);
-    d.docker_ok(&["pull", &image]);
+    docker_ok(&d, &["rmi", &image]);
+    docker_ok(&d, &["pull", &image]);
     let catalog: serde_json::Value = {
         let c = reqwest::blocking::Client::new();
         let mut req = c.get(format!("http://{host}/v2/_catalog"));

@@ -9,84 +9,24 @@
 mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::dockerd::Dockerd;
 use serde_json::Value;
 use support::{run, run_input, tar, Entry, Flavour, Out, Target, ACCEPT_ALL, DOCKER_MANIFEST};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-/// A private Docker daemon, stopped (by PID) when dropped.
-struct Dockerd {
-    child: Child,
-    dir: tempfile::TempDir,
-    sock: PathBuf,
+/// `docker` against the test's private daemon, through the shared runner.
+trait Docker {
+    fn docker(&self, args: &[&str]) -> Out;
+    fn docker_ok(&self, args: &[&str]) -> Out;
 }
 
-impl Dockerd {
-    fn start() -> Dockerd {
-        // Unix socket paths are short: keep the directory directly in /tmp.
-        let dir = tempfile::Builder::new()
-            .prefix("berth-dockerd.")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
-        let d = dir.path();
-        let sock = d.join("docker.sock");
-        std::fs::create_dir_all(d.join("config")).unwrap();
-        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
-        let mut cmd = Command::new("dockerd");
-        cmd.arg("--storage-driver=vfs")
-            .arg("--iptables=false")
-            .arg("--ip6tables=false")
-            .arg("--bridge=none")
-            .arg(format!("--data-root={}", d.join("data").display()))
-            .arg(format!("--exec-root={}", d.join("exec").display()))
-            .arg(format!("--pidfile={}", d.join("docker.pid").display()))
-            .arg(format!("--host=unix://{}", sock.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let child = cmd.spawn().expect("spawn dockerd");
-        let mut daemon = Dockerd { child, dir, sock };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = daemon.child.try_wait() {
-                daemon.dump_log();
-                panic!("dockerd exited at start-up: {status}");
-            }
-            if daemon.sock.exists() {
-                let out = run(&mut daemon.cmd(&["version"]), LIMIT);
-                if out.ok() {
-                    return daemon;
-                }
-            }
-            if Instant::now() > deadline {
-                daemon.dump_log();
-                panic!("dockerd did not come up within 60s");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// A `docker` command talking to this daemon only, with its own client
-    /// config (no credential helpers from the user's).
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("docker");
-        cmd.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_API_VERSION", "1.41")
-            .env("DOCKER_CONFIG", self.dir.path().join("config"))
-            .env("DOCKER_BUILDKIT", "0")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_TLS_VERIFY")
-            .env_remove("DOCKER_CERT_PATH");
-        cmd
-    }
-
+impl Docker for Dockerd {
     fn docker(&self, args: &[&str]) -> Out {
-        run(&mut self.cmd(args), LIMIT)
+        run(&mut self.cmd("docker", args), LIMIT)
     }
 
     fn docker_ok(&self, args: &[&str]) -> Out {
@@ -100,85 +40,6 @@ impl Dockerd {
         );
         out
     }
-
-    fn dump_log(&self) {
-        let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        for line in &lines[lines.len().saturating_sub(60)..] {
-            eprintln!("[dockerd] {line}");
-        }
-    }
-
-    /// The containerd that dockerd started for itself, if it still runs.
-    fn containerd_pid(&self) -> Option<String> {
-        let pid = std::fs::read_to_string(self.dir.path().join("exec/containerd/containerd.pid"))
-            .ok()?
-            .trim()
-            .to_string();
-        Path::new("/proc").join(&pid).exists().then_some(pid)
-    }
-
-    fn stop(&mut self) {
-        if std::thread::panicking() {
-            self.dump_log();
-        }
-        let containerd = self.containerd_pid();
-        let pid = self.child.id().to_string();
-        // SIGTERM lets dockerd stop its containerd and unmount what it mounted.
-        signal("TERM", &pid);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(pid) = containerd {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Path::new("/proc").join(&pid).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if Path::new("/proc").join(&pid).exists() {
-                signal("KILL", &pid);
-            }
-        }
-        self.unmount_all();
-    }
-
-    /// dockerd leaves mounts behind (at least `exec/netns/default`, a bind
-    /// of the host's network namespace); without unmounting them the
-    /// temporary directory cannot be removed.
-    fn unmount_all(&self) {
-        let prefix = format!("{}/", self.dir.path().display());
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        // Deepest first.
-        ours.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in ours {
-            let _ = Command::new("umount").arg(p).status();
-        }
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Sends SIG`name` to process `pid` (with the shell's built-in `kill`,
-/// so procps need not be installed).
-fn signal(name: &str, pid: &str) {
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -{name} {pid}"))
-        .status();
 }
 
 /// A root filesystem with the static busybox and a few applet links.
@@ -252,7 +113,7 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
         "/bin/busybox is missing: install busybox-static"
     );
     let t = Target::start();
-    let d = Dockerd::start();
+    let d = Dockerd::start("berth-dockerd.");
     let work = tempfile::tempdir().unwrap();
     let host = t.host.clone();
     let one = format!("{host}/berth/one:v1");
@@ -260,7 +121,7 @@ fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
 
     // A base image from a busybox root filesystem (nothing can be pulled).
     let out = run_input(
-        &mut d.cmd(&["import", "-", "berth-test/base:1"]),
+        &mut d.cmd("docker", &["import", "-", "berth-test/base:1"]),
         Some(busybox_rootfs()),
         LIMIT,
     );

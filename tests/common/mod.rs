@@ -2,6 +2,8 @@
 //! its own data directory, and stops it (by PID) when dropped.
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
