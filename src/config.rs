@@ -18,6 +18,10 @@ pub struct Config {
     /// `[access]`: Berth's access rules and login lockout.
     pub access: crate::auth::AccessConfig,
     pub gc: Gc,
+    /// `REGISTRY_*` variables that name no Berth setting (registry:2 warns
+    /// about and ignores them too); logged once logging is up.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -146,19 +150,25 @@ impl Config {
         let mut tree: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        let mut ignored_env = Vec::new();
         for (name, value) in env {
             if !name.starts_with("REGISTRY_") {
                 continue;
             }
             match ENV_KEYS.iter().find(|(k, _)| env_name(k) == name) {
                 Some((key, kind)) => set_path(&mut tree, key, parse_env(&name, &value, *kind)?)?,
-                None => tracing::warn!("ignoring unknown setting {name}"),
+                None => {
+                    refuse_unsupported_security(&name)?;
+                    ignored_env.push(name);
+                }
             }
         }
-        let config: Config = toml::Value::Table(tree)
+        let mut config: Config = toml::Value::Table(tree)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
         config.validate()?;
+        ignored_env.sort();
+        config.ignored_env = ignored_env;
         Ok(config)
     }
 
@@ -199,6 +209,22 @@ impl Config {
             ))
         })
     }
+}
+
+/// Ignoring an unknown variable is harmless for most of registry:2's
+/// settings, but not for the ones that secure it: a registry started without
+/// the TLS or token auth its operator asked for would be silently open.
+fn refuse_unsupported_security(name: &str) -> Result<(), ConfigError> {
+    let why = if name.starts_with("REGISTRY_HTTP_TLS_") {
+        "Berth does not serve TLS itself; terminate TLS in a reverse proxy"
+    } else if name.starts_with("REGISTRY_AUTH_") {
+        "the only authentication Berth supports is htpasswd (REGISTRY_AUTH_HTPASSWD_REALM, REGISTRY_AUTH_HTPASSWD_PATH)"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Invalid(format!(
+        "{name} is not supported: {why}"
+    )))
 }
 
 fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigError> {
@@ -293,6 +319,16 @@ mod tests {
         std::fs::write(&p, "[http]\naddr = \"127.0.0.1:1\"\nbogus = 1\n").unwrap();
         let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
+        // Other registry:2 variables are ignored (and logged), but not the
+        // ones that would leave a registry open that was meant to be secured.
+        let c = Config::load(None, env(&[("REGISTRY_HTTP_SECRET", "s")])).unwrap();
+        assert_eq!(c.ignored_env, ["REGISTRY_HTTP_SECRET"]);
+        for name in ["REGISTRY_HTTP_TLS_CERTIFICATE", "REGISTRY_AUTH_TOKEN_REALM"] {
+            let e = Config::load(None, env(&[(name, "x")]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{e}");
+        }
         std::fs::write(&p, "[http]\naddr = \"nonsense\"\n").unwrap();
         let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
         assert!(e.contains("http.addr"), "{e}");

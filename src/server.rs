@@ -12,6 +12,9 @@ use crate::storage::FsStore;
 
 /// Serves the registry until SIGINT or SIGTERM, then lets in-flight requests finish.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    for name in &config.ignored_env {
+        tracing::warn!("ignoring {name}: Berth has no such setting");
+    }
     let root = &config.storage.filesystem.rootdirectory;
     let store = FsStore::open(root)
         .with_context(|| format!("cannot open storage at {}", root.display()))?;

@@ -67,7 +67,7 @@ fn blob_range_requests_answer_206_or_416() {
     assert_eq!(r.body, &data[500..]);
     assert_eq!(r.must_header("content-range"), "bytes 500-999/1000");
 
-    for unsatisfiable in ["bytes=1000-", "bytes=5000-6000"] {
+    for unsatisfiable in ["bytes=1000-", "bytes=5000-6000", "bytes=-0"] {
         let r = ranged(unsatisfiable);
         r.expect(416).expect_api_version();
         assert_eq!(
@@ -909,4 +909,25 @@ fn concurrent_chunks_at_the_same_offset_apply_once() {
         api.close_upload(&st.must_header("location"), &sha256(&chunk), &[])
             .expect(201);
     }
+}
+
+#[test]
+fn a_closing_put_with_the_wrong_digest_ends_the_session() {
+    let api = Api::start();
+    let data = bytes(30, 2000);
+    let loc = api.start_upload("lib/retry");
+    api.patch(&loc, &data[..1000], Some((0, 999))).expect(202);
+    // The last chunk is sent with a digest that does not match: refused,
+    // and the session (now holding the rejected chunk) is gone, so the
+    // client starts again rather than retrying into the same error.
+    api.close_upload(&loc, &sha256(b"something else"), &data[1000..])
+        .expect_error(400, "DIGEST_INVALID");
+    api.get(&loc).expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    api.close_upload(&loc, &sha256(&data), &data[1000..])
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    let d = sha256(&data);
+    api.get(&format!("/v2/lib/retry/blobs/{d}"))
+        .expect_error(404, "BLOB_UNKNOWN");
+    assert_eq!(api.push_blob("lib/retry", &data), d);
+    assert_eq!(api.get(&format!("/v2/lib/retry/blobs/{d}")).body, data);
 }

@@ -497,6 +497,12 @@ fn tag_grammar_is_enforced() {
     for bad in [too_long.as_str(), ".hidden", "-dash", "a~b", "a,b"] {
         api.put_manifest("lib/tags", bad, OCI_MANIFEST, &m)
             .expect_error(400, "TAG_INVALID");
+        // Nothing can be found under a name that cannot be a tag: 404, as
+        // the spec has it for every manifest GET or HEAD that finds none
+        // (the conformance suite asks for `.INVALID_MANIFEST_NAME`).
+        api.get_manifest("lib/tags", bad)
+            .expect_error(404, "MANIFEST_UNKNOWN");
+        api.head_manifest("lib/tags", bad).expect(404);
     }
     // A reference with a colon is a digest, and this one is malformed.
     let r = api.put_manifest("lib/tags", "sha256:abc", OCI_MANIFEST, &m);
@@ -637,4 +643,42 @@ fn content_type_parameters_are_tolerated() {
         g.must_header("content-type").starts_with(OCI_MANIFEST),
         "{g}"
     );
+}
+
+#[test]
+fn foreign_layers_with_urls_need_not_be_in_the_registry() {
+    // Windows base layers: registry:2 accepts them without the blob, and
+    // docker pushes such images; an ordinary layer must still be there.
+    let api = Api::start();
+    let config = br#"{"os":"windows"}"#;
+    let cd = api.push_blob("lib/win", config);
+    let missing = sha256(b"a foreign layer");
+    let manifest = |layer: Value| {
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": DOCKER_CONFIG, "digest": cd, "size": config.len()},
+            "layers": [layer]
+        }))
+        .unwrap()
+    };
+    let foreign = manifest(json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": missing, "size": 15,
+        "urls": ["https://example.invalid/layer"]
+    }));
+    api.push_manifest("lib/win", "ltsc", DOCKER_MANIFEST, &foreign);
+    assert_eq!(api.get_manifest("lib/win", "ltsc").body, foreign);
+    let no_urls = manifest(json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": missing, "size": 15
+    }));
+    api.put_manifest("lib/win", "bad", DOCKER_MANIFEST, &no_urls)
+        .expect_error(400, "MANIFEST_BLOB_UNKNOWN");
+    let ordinary = manifest(json!({
+        "mediaType": DOCKER_LAYER, "digest": missing, "size": 15,
+        "urls": ["https://example.invalid/layer"]
+    }));
+    api.put_manifest("lib/win", "bad", DOCKER_MANIFEST, &ordinary)
+        .expect_error(400, "MANIFEST_BLOB_UNKNOWN");
 }

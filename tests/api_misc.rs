@@ -465,6 +465,47 @@ fn referrers_filter_by_artifact_type() {
 
     let (_, found) = referrers(&api, repo, &sd, "");
     assert_eq!(found.len(), 3);
+
+    // An empty filter filters nothing.
+    let (r, found) = referrers(&api, repo, &sd, "?artifactType=");
+    assert_eq!(r.header("oci-filters-applied"), None, "{r}");
+    assert_eq!(found.len(), 3);
+}
+
+#[test]
+fn referrers_treat_an_empty_artifact_type_as_none() {
+    // Image spec: an empty artifactType is absent; the referrers list then
+    // reports an image's config media type and nothing for an index.
+    let api = Api::start();
+    let repo = "lib/emptytype";
+    let (subject, sd) = api.push_oci_image(repo, "v1", 230);
+    let mut img: Value =
+        serde_json::from_slice(&image_referrer(&api, repo, &sd, subject.len())).unwrap();
+    img["artifactType"] = json!("");
+    let img = serde_json::to_vec(&img).unwrap();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "artifactType": "",
+        "manifests": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": sd, "size": subject.len()}
+    }))
+    .unwrap();
+    api.push_manifest(repo, &sha256(&img), OCI_MANIFEST, &img);
+    api.push_manifest(repo, &sha256(&index), OCI_INDEX, &index);
+
+    let (_, found) = referrers(&api, repo, &sd, "");
+    assert_descriptor(
+        &found,
+        &img,
+        OCI_MANIFEST,
+        Some(EXAMPLE_CONFIG),
+        json!({"org.example.kind": "image"}),
+    );
+    assert_descriptor(&found, &index, OCI_INDEX, None, Value::Null);
+    let q = format!("?artifactType={}", EXAMPLE_CONFIG.replace('+', "%2B"));
+    let (_, found) = referrers(&api, repo, &sd, &q);
+    assert_eq!(found.keys().collect::<Vec<_>>(), [&sha256(&img)]);
 }
 
 #[test]

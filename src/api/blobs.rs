@@ -30,7 +30,9 @@ fn parse_range(value: Option<&str>, size: u64) -> ByteRange {
     let parsed = match (a.parse::<u64>(), b.parse::<u64>()) {
         (Ok(start), Ok(end)) if start <= end => Some((start, end.min(size.saturating_sub(1)))),
         (Ok(start), Err(_)) if b.is_empty() => Some((start, size.saturating_sub(1))),
-        (Err(_), Ok(suffix)) if a.is_empty() && suffix > 0 => {
+        // A zero-length suffix selects nothing (RFC 9110 14.1.3).
+        (Err(_), Ok(0)) if a.is_empty() => None,
+        (Err(_), Ok(suffix)) if a.is_empty() => {
             Some((size.saturating_sub(suffix), size.saturating_sub(1)))
         }
         _ => return ByteRange::Whole,
@@ -123,6 +125,7 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=5-100"), 10), ByteRange::Part(5, 9));
         assert_eq!(parse_range(Some("bytes=10-"), 10), ByteRange::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-0"), 0), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), ByteRange::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=3-1"), 10), ByteRange::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 10), ByteRange::Whole);
     }

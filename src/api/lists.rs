@@ -77,7 +77,8 @@ pub async fn referrers(
     q: &Query,
 ) -> ApiResult {
     let mut list = state.store.referrers(repo, subject).await?;
-    let filter = q.get("artifactType");
+    // `?artifactType=` with no value filters nothing.
+    let filter = q.get("artifactType").filter(|t| !t.is_empty());
     if let Some(t) = filter {
         list.retain(|d| d.artifact_type.as_deref() == Some(t));
     }

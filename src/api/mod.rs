@@ -91,6 +91,10 @@ async fn dispatch(
                     manifests::put(s, &n, &r, &q, h, body).await
                 }
                 (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, &n, &r).await,
+                (Method::PUT, Route::ManifestBadTag(_, why)) => Err(ApiError::tag_invalid(why)),
+                (Method::GET | Method::HEAD | Method::DELETE, Route::ManifestBadTag(..)) => {
+                    Err(crate::storage::StoreError::ManifestUnknown.into())
+                }
                 (m @ (Method::GET | Method::HEAD), Route::Blob(n, d)) => {
                     blobs::get(s, &n, &d, h, m == Method::HEAD).await
                 }

@@ -10,6 +10,9 @@ pub enum Route {
     Catalog,
     Tags(RepoName),
     Manifest(RepoName, Reference),
+    /// A manifest reference that is neither a digest nor a valid tag: no
+    /// manifest can be found under it (404) nor pushed to it (TAG_INVALID).
+    ManifestBadTag(RepoName, String),
     Blob(RepoName, Digest),
     UploadStart(RepoName),
     Upload(RepoName, String),
@@ -50,12 +53,14 @@ impl Route {
             (_, ["tags", "list"]) if n > 2 => Route::Tags(name(head(2))?),
             (_, ["manifests", r]) if n > 2 => {
                 let repo = name(head(2))?;
-                let reference = if r.contains(':') {
-                    Reference::Digest(digest(r)?)
+                if r.contains(':') {
+                    Route::Manifest(repo, Reference::Digest(digest(r)?))
                 } else {
-                    Reference::Tag(r.parse::<Tag>().map_err(ApiError::tag_invalid)?)
-                };
-                Route::Manifest(repo, reference)
+                    match r.parse::<Tag>() {
+                        Ok(t) => Route::Manifest(repo, Reference::Tag(t)),
+                        Err(why) => Route::ManifestBadTag(repo, why),
+                    }
+                }
             }
             (_, ["blobs", d]) if n > 2 => Route::Blob(name(head(2))?, digest(d)?),
             (_, ["referrers", d]) if n > 2 => Route::Referrers(name(head(2))?, digest(d)?),
@@ -75,6 +80,7 @@ impl Route {
             Route::Manifest(n, Reference::Tag(t)) => {
                 json!({ "Name": n.as_str(), "Tag": t.as_str() })
             }
+            Route::ManifestBadTag(n, _) => json!({ "Name": n.as_str() }),
             Route::Manifest(n, Reference::Digest(d)) => {
                 json!({ "Name": n.as_str(), "Revision": d.to_string() })
             }
@@ -129,10 +135,10 @@ mod tests {
             Route::parse("/v2/a/blobs/uploads/..").unwrap_err().code,
             "BLOB_UPLOAD_UNKNOWN"
         );
-        assert_eq!(
-            Route::parse("/v2/a/manifests/.x").unwrap_err().code,
-            "TAG_INVALID"
-        );
+        assert!(matches!(
+            Route::parse("/v2/a/manifests/.x").unwrap(),
+            Route::ManifestBadTag(..)
+        ));
         assert_eq!(
             Route::parse("/v2/a/blobs/sha256:00").unwrap_err().code,
             "DIGEST_INVALID"

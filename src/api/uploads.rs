@@ -184,7 +184,14 @@ pub async fn finish(
         }
         None => Some(body_stream(body)),
     };
-    state.store.upload_finish(repo, id, &digest, body).await?;
+    let result = state.store.upload_finish(repo, id, &digest, body).await;
+    if let Err(crate::storage::StoreError::DigestMismatch { .. }) = &result {
+        // The session now holds content that is not the blob the client
+        // meant (the rejected last chunk included): end it, as registry:2
+        // does, so a retry starts a clean upload instead of failing again.
+        let _ = state.store.upload_cancel(repo, id).await;
+    }
+    result?;
     Ok(created(repo, &digest))
 }
 

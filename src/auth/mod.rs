@@ -164,7 +164,9 @@ fn classify(method: &Method, uri: &Uri) -> Scope {
         Route::Base => Scope::Login,
         Route::Catalog => Scope::Catalog,
         Route::Tags(n) | Route::Referrers(n, _) => repo_action(&n, Action::Pull),
-        Route::Manifest(n, _) | Route::Blob(n, _) => repo_action(&n, action),
+        Route::Manifest(n, _) | Route::ManifestBadTag(n, _) | Route::Blob(n, _) => {
+            repo_action(&n, action)
+        }
         // Every step of an upload, its cancellation included, is pushing.
         Route::Upload(n, _) => repo_action(&n, Action::Push),
         Route::UploadStart(n) => Scope::Repo {

@@ -61,6 +61,20 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// Where a foreign (non-distributable) layer can be fetched instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub urls: Vec<String>,
+}
+
+impl Descriptor {
+    /// A layer the registry need not hold: a foreign or non-distributable
+    /// layer type with URLs to fetch it from (Windows base layers), which
+    /// registry:2 accepts without the blob too.
+    pub fn is_foreign(&self) -> bool {
+        !self.urls.is_empty()
+            && (self.media_type.contains(".foreign.")
+                || self.media_type.contains(".nondistributable."))
+    }
 }
 
 /// The raw JSON shape shared by all four manifest kinds; only the fields
@@ -139,7 +153,8 @@ impl Manifest {
         let raw_has_layers = raw.layers.is_some();
         let m = Manifest {
             media_type,
-            artifact_type: raw.artifact_type,
+            // The image spec makes an empty artifactType the same as none.
+            artifact_type: raw.artifact_type.filter(|t| !t.is_empty()),
             config: raw.config,
             layers: raw.layers.unwrap_or_default(),
             manifests: raw.manifests.unwrap_or_default(),
@@ -183,9 +198,11 @@ impl Manifest {
     }
 
     /// The blobs this manifest needs in its repository (config and layers).
-    /// Layers with foreign (non-distributable) URLs are not required.
+    /// Foreign layers with URLs are not required.
     pub fn blob_references(&self) -> impl Iterator<Item = &Descriptor> {
-        self.config.iter().chain(self.layers.iter())
+        self.config
+            .iter()
+            .chain(self.layers.iter().filter(|l| !l.is_foreign()))
     }
 
     /// The artifact type reported for this manifest in a referrers list:
@@ -225,6 +242,18 @@ mod tests {
         let m = Manifest::parse(idx.as_bytes(), None).unwrap();
         assert_eq!(m.media_type, MediaType::OciIndex);
         assert!(Manifest::parse(b"{}", None).is_err());
+
+        // An empty artifactType is none: an index then reports none, an
+        // image its config's media type.
+        let idx = idx.replacen('{', r#"{"artifactType":"","#, 1);
+        let m = Manifest::parse(idx.as_bytes(), None).unwrap();
+        assert_eq!(m.effective_artifact_type(), None);
+        let art = img.replacen('{', r#"{"artifactType":"","#, 1);
+        let m = Manifest::parse(art.as_bytes(), None).unwrap();
+        assert_eq!(
+            m.effective_artifact_type().as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
         assert!(Manifest::parse(b"not json", None).is_err());
         assert!(Manifest::parse(br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:zz","size":1},"layers":[]}"#, None).is_err());
     }

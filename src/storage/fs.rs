@@ -688,6 +688,7 @@ impl Store for FsStore {
                     size: stored.bytes.len() as u64,
                     artifact_type: m.effective_artifact_type(),
                     annotations: m.annotations,
+                    urls: Vec::new(),
                 });
             }
             Ok(out)
