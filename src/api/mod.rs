@@ -52,6 +52,7 @@ pub fn router_with_auth(state: AppState, auth: Option<Arc<crate::auth::Auth>>) -
         routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
     }
     routes
+        .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn(log_request))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("docker-distribution-api-version"),
@@ -167,6 +168,24 @@ pub fn set_header(resp: &mut Response, name: HeaderName, value: impl AsRef<str>)
     if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
         resp.headers_mut().insert(name, v);
     }
+}
+
+/// An error answering a request that sends a body (a refused chunk, say)
+/// usually comes before the body was read; the rest of it cannot be left
+/// on the connection, so say that the connection ends here rather than
+/// have the client find out from a reset while it is still sending.
+async fn close_after_refused_body(req: Request, next: Next) -> Response {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut resp = next.run(req).await;
+    if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// One log line per request: method, path, status, bytes, duration.
