@@ -31,9 +31,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth = crate::auth::Auth::from_config(
         &config.auth,
         &config.access,
+        // An empty value is no value: never a user with an empty password.
         (
-            std::env::var("BERTH_INITIAL_USER").ok(),
-            std::env::var("BERTH_INITIAL_PASSWORD").ok(),
+            std::env::var("BERTH_INITIAL_USER")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            std::env::var("BERTH_INITIAL_PASSWORD")
+                .ok()
+                .filter(|v| !v.is_empty()),
         ),
     )?;
     if let Some(a) = &auth {

@@ -743,6 +743,20 @@ fn a_missing_htpasswd_file_stops_start_up_with_advice() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("BERTH_INITIAL_PASSWORD"));
+    // An empty password is no password: no user is made with it.
+    let out = setup
+        .command(
+            Some(&config),
+            &[
+                ("BERTH_INITIAL_USER", "root"),
+                ("BERTH_INITIAL_PASSWORD", ""),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BERTH_INITIAL_PASSWORD"));
+    assert!(!setup.htpasswd().exists());
     // Access rules without authentication are refused too.
     let p = setup.dir.path().join("open.toml");
     std::fs::write(&p, "[access]\nanonymous_pull = [\"x\"]\n").unwrap();
