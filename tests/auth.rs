@@ -381,6 +381,8 @@ fn unknown_user_costs_as_much_as_a_wrong_password() {
     let setup = Setup::new();
     // A realistic cost, so that skipping bcrypt would show.
     add_user_cost(&setup.htpasswd(), "alice", "alice-secret", 10);
+    // An entry of a lower cost must not answer faster either.
+    add_user_cost(&setup.htpasswd(), "bob", "bob-secret", 4);
     let s = setup.start("[access.lockout]\nfailures = 0\n");
     let time = |user: &str| {
         let mut v: Vec<Duration> = (0..7)
@@ -396,7 +398,12 @@ fn unknown_user_costs_as_much_as_a_wrong_password() {
     };
     let wrong = time("alice");
     let unknown = time("nobody-by-this-name");
-    eprintln!("median: wrong password {wrong:?}, unknown user {unknown:?}");
+    let cheap = time("bob");
+    eprintln!("median: wrong password {wrong:?} (cost 4: {cheap:?}), unknown user {unknown:?}");
+    assert!(
+        cheap.as_secs_f64() > 0.5 * wrong.as_secs_f64(),
+        "a wrong password for a cost-4 entry ({cheap:?}) answers faster than one at cost 10 ({wrong:?})"
+    );
     assert!(
         wrong > Duration::from_millis(5),
         "bcrypt cost 10 is not that fast: {wrong:?}"
@@ -494,6 +501,13 @@ fn htpasswd_changes_apply_without_restart() {
         .logs()
         .contains("keeping the users loaded before")));
     assert_eq!(get(&s, "/v2/", bob).status(), 200);
+    // And an empty one, which editors that rewrite in place pass through.
+    std::fs::write(setup.htpasswd(), "").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(&s, "/v2/", bob).status(), 200);
+    std::fs::write(setup.htpasswd(), "# only a comment\n").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get(&s, "/v2/", bob).status(), 200);
     // So does a file that disappeared.
     std::fs::remove_file(setup.htpasswd()).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
@@ -527,6 +541,40 @@ fn repeated_failures_from_one_client_get_429() {
     expect_challenge(get(&s, "/v2/", None));
     std::thread::sleep(Duration::from_millis(3200));
     assert_eq!(get(&s, "/v2/", ALICE).status(), 200);
+}
+
+#[test]
+fn a_burst_of_guesses_sent_at_once_is_not_all_checked() {
+    let setup = Setup::new();
+    // A real cost: the burst queues for bcrypt while the first ones fail.
+    add_user_cost(&setup.htpasswd(), "alice", "alice-secret", 10);
+    let s = Arc::new(
+        setup.start("[access.lockout]\nfailures = 3\nwindow = \"1m\"\nduration = \"1m\"\n"),
+    );
+    let threads: Vec<_> = (0..24)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                get(&s, "/v2/", Some(("alice", &format!("guess-{i}"))))
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let checked = statuses.iter().filter(|&&c| c == 401).count();
+    assert!(
+        statuses.iter().all(|&c| c == 401 || c == 429),
+        "{statuses:?}"
+    );
+    // The lockout starts at the third failure; guesses already being
+    // verified then (one per bcrypt slot, a slot per core) still finish.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert!(
+        checked <= 3 + cores,
+        "{checked} of 24 simultaneous guesses were checked: {statuses:?}"
+    );
+    expect_error(get(&s, "/v2/", ALICE), 429, "TOOMANYREQUESTS");
 }
 
 const RULES: &str = r#"
@@ -662,6 +710,27 @@ fn catalog_lists_only_what_the_caller_may_pull() {
         ["public/base", "team-b/app"]
     );
     assert_eq!(catalog("/v2/_catalog", None), ["public/base"]);
+    // skopeo and podman say "no credentials" as `Basic Og==` (":"): anonymous.
+    let r = client()
+        .get(s.url("/v2/_catalog"))
+        .header("Authorization", "Basic Og==")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["repositories"], json!(["public/base"]));
+    let r = client()
+        .get(s.url("/v2/public/base/manifests/v1"))
+        .header("Authorization", "Basic Og==")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(s.url("/v2/team-a/app/manifests/v1"))
+        .header("Authorization", "Basic Og==")
+        .send()
+        .unwrap();
+    expect_challenge(r);
     // Pagination works over the filtered list.
     assert_eq!(catalog("/v2/_catalog?n=1", ALICE), ["public/base"]);
     assert_eq!(
@@ -723,6 +792,14 @@ fn initial_user_bootstraps_a_missing_htpasswd_file() {
     );
     expect_challenge(get(&s, "/v2/", Some(("root", "other-password"))));
     assert!(!s.logs().contains("other-password"));
+    drop(s);
+    // Once the file exists the variables are not needed: a compose file
+    // that still names the user but no longer the password starts.
+    let s = setup.start_cmd(setup.command(Some(&config), &[("BERTH_INITIAL_USER", "root")]));
+    assert_eq!(
+        get(&s, "/v2/", Some(("root", "first-password"))).status(),
+        200
+    );
 }
 
 #[test]
@@ -793,8 +870,21 @@ fn htpasswd_subcommand_writes_files_apache_htpasswd_accepts() {
             .unwrap();
         assert!(!bad.status.success());
     }
-    // Changing a password keeps one line per user.
+    // Changing a password keeps one line per user, and the file's owner
+    // (root editing the file a registry running as another user reads).
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if is_root {
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).unwrap();
+    }
     add_user_cost(&file, "alice", "alice-new", 5);
+    if is_root {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&file).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "owner changed");
+    }
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.matches("alice:").count(), 1);
     let rm = |user: &str| {

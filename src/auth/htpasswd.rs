@@ -230,12 +230,22 @@ fn write_atomically(path: &Path, lines: &[String]) -> Result<(), EditError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "htpasswd".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let mode = std::fs::metadata(path)
+    let old = std::fs::metadata(path).ok();
+    let mode = old
+        .as_ref()
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(0o600);
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        // The new file replaces the old one for whoever reads it: keep its
+        // owner and group (root editing a file the registry's user reads).
+        if let Some(m) = &old {
+            use std::os::unix::fs::MetadataExt;
+            if m.uid() != f.metadata()?.uid() || m.gid() != f.metadata()?.gid() {
+                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+            }
+        }
         let mut text = lines.join("\n");
         if !text.is_empty() {
             text.push('\n');

@@ -113,16 +113,20 @@ impl WithHeader for ApiError {
 }
 
 fn bootstrap(path: &Path, initial: (Option<String>, Option<String>)) -> anyhow::Result<()> {
+    if path.exists() {
+        // Bootstrapped before (or managed by hand): the variables may stay
+        // in a compose file, or be gone; either way they are not used.
+        if initial.0.is_some() || initial.1.is_some() {
+            tracing::info!(path = %path.display(), "htpasswd file exists; BERTH_INITIAL_USER is not used");
+        }
+        return Ok(());
+    }
     match initial {
         (None, None) => Ok(()),
         (Some(_), None) | (None, Some(_)) => Err(anyhow::anyhow!(
             "set both BERTH_INITIAL_USER and BERTH_INITIAL_PASSWORD, or neither"
         )),
         (Some(user), Some(password)) => {
-            if path.exists() {
-                tracing::info!(path = %path.display(), "htpasswd file exists; BERTH_INITIAL_USER is not used");
-                return Ok(());
-            }
             htpasswd::add_user(path, &user, &password, DEFAULT_COST)
                 .map_err(|e| anyhow::anyhow!("cannot create the htpasswd file: {e}"))?;
             tracing::info!(path = %path.display(), user, "created the htpasswd file with BERTH_INITIAL_USER");
@@ -220,6 +224,11 @@ pub fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>
         .map_err(|_| ())?;
     let text = String::from_utf8(decoded).map_err(|_| ())?;
     let (user, password) = text.split_once(':').ok_or(())?;
+    // containers/image (skopeo, podman) sends `Basic Og==` (":") when it
+    // has no credentials: that is an anonymous request.
+    if user.is_empty() && password.is_empty() {
+        return Ok(None);
+    }
     if user.is_empty() {
         return Err(());
     }
@@ -263,8 +272,15 @@ pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next
             if let Some(wait) = auth.limiter.blocked(ip) {
                 return too_many(wait);
             }
-            match auth.verifier.verify(&name, &password).await {
+            // Checked again once a bcrypt slot is free: a burst of guesses
+            // sent at once must not all be verified before the lockout starts.
+            let allowed = || auth.limiter.blocked(ip).is_none();
+            match auth.verifier.verify(&name, &password, allowed).await {
                 Outcome::Valid => Some(Arc::from(name)),
+                Outcome::Refused => {
+                    let wait = auth.limiter.blocked(ip).unwrap_or_default();
+                    return too_many(wait);
+                }
                 outcome => {
                     let locked = auth.limiter.failed(ip);
                     // The name is logged only when it is a real user: an

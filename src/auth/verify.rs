@@ -30,6 +30,8 @@ pub enum Outcome {
     Valid,
     WrongPassword,
     UnknownUser,
+    /// Not verified: the caller's gate closed while it waited for a slot.
+    Refused,
 }
 
 /// The users currently in force, and the dummy hash unknown users are
@@ -38,6 +40,10 @@ struct Table {
     users: HashMap<String, Arc<str>>,
     dummy: Arc<str>,
     dummy_cost: u32,
+    /// How long a verification at the file's highest cost takes: every
+    /// failed check lasts at least this long, so that neither an unknown
+    /// user nor a user whose entry has a lower cost answers faster.
+    floor: Duration,
     generation: u64,
 }
 
@@ -82,10 +88,14 @@ pub struct Verifier {
     last_stamp: std::sync::Mutex<Option<Stamp>>,
 }
 
-fn dummy_hash(cost: u32) -> anyhow::Result<Arc<str>> {
+/// A hash of a random password at `cost`, and how long verifying it takes.
+fn dummy_hash(cost: u32) -> anyhow::Result<(Arc<str>, Duration)> {
     let mut pw = [0u8; 16];
     getrandom::fill(&mut pw).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    Ok(Arc::from(bcrypt::hash(hex::encode(pw), cost)?))
+    let hash = bcrypt::hash(hex::encode(pw), cost)?;
+    let start = Instant::now();
+    let _ = bcrypt::verify("", &hash);
+    Ok((Arc::from(hash), start.elapsed()))
 }
 
 impl Verifier {
@@ -110,10 +120,12 @@ impl Verifier {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let cost = cost_of(&entries);
+        let (dummy, floor) = dummy_hash(cost)?;
         let table = Table {
             users: entries.users,
-            dummy: dummy_hash(cost)?,
+            dummy,
             dummy_cost: cost,
+            floor,
             generation: 0,
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -150,8 +162,11 @@ impl Verifier {
 
     /// Checks `user`'s `password`. A cache hit answers at once; anything
     /// else runs bcrypt, against a dummy hash when the user is unknown, so a
-    /// wrong password and an unknown user take the same time.
-    pub async fn verify(&self, user: &str, password: &str) -> Outcome {
+    /// wrong password and an unknown user take the same time (a failure
+    /// lasts at least as long as a verification at the file's highest cost).
+    /// `allowed` is asked once a bcrypt slot is free; when it says no, the
+    /// password is not checked ([`Outcome::Refused`]).
+    pub async fn verify(&self, user: &str, password: &str, allowed: impl Fn() -> bool) -> Outcome {
         let table = self.table();
         let (user_key, verifier) = self.digests(user, password);
         if self.cache_hit(&user_key, &verifier, table.generation) {
@@ -159,21 +174,31 @@ impl Verifier {
         }
         let known = table.users.get(user).cloned();
         let hash = known.clone().unwrap_or_else(|| table.dummy.clone());
-        let ok = {
+        let (ok, started) = {
             let _permit = self.slots.acquire().await;
+            if !allowed() {
+                return Outcome::Refused;
+            }
+            let started = Instant::now();
             let password = password.to_string();
-            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false)
+            let ok = tokio::task::spawn_blocking(move || {
+                bcrypt::verify(password, &hash).unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            (ok, started)
         };
-        match (known, ok) {
+        let outcome = match (known, ok) {
             (Some(_), true) => {
                 self.remember(user_key, verifier, table.generation);
-                Outcome::Valid
+                return Outcome::Valid;
             }
             (Some(_), false) => Outcome::WrongPassword,
             (None, _) => Outcome::UnknownUser,
-        }
+        };
+        // After the slot is given back: waiting costs no CPU.
+        tokio::time::sleep_until((started + table.floor).into()).await;
+        outcome
     }
 
     fn cache_hit(&self, user_key: &[u8; 32], verifier: &[u8; 32], generation: u64) -> bool {
@@ -217,8 +242,8 @@ impl Verifier {
     }
 
     /// Re-reads the file if it changed since the last look. A file that
-    /// cannot be read, or has lines but no usable entry, is refused and the
-    /// users in force stay.
+    /// cannot be read, or has no usable entry, is refused and the users in
+    /// force stay.
     pub async fn reload_if_changed(&self) {
         let now = stamp(&self.path);
         {
@@ -247,7 +272,9 @@ impl Verifier {
             return;
         };
         let (entries, problems) = htpasswd::parse(&text);
-        if entries.users.is_empty() && !problems.is_empty() {
+        // Empty too: editors that rewrite in place pass through an empty
+        // file, and a poll that lands then must not lock everyone out.
+        if entries.users.is_empty() {
             report(&self.path, &problems);
             tracing::warn!(path = %self.path.display(),
                 "the changed htpasswd file has no usable entry; keeping the users loaded before");
@@ -256,12 +283,12 @@ impl Verifier {
         report(&self.path, &problems);
         let old = self.table();
         let cost = cost_of(&entries);
-        let dummy = if cost == old.dummy_cost {
-            old.dummy.clone()
+        let (dummy, floor) = if cost == old.dummy_cost {
+            (old.dummy.clone(), old.floor)
         } else {
             match tokio::task::spawn_blocking(move || dummy_hash(cost)).await {
                 Ok(Ok(d)) => d,
-                _ => old.dummy.clone(),
+                _ => (old.dummy.clone(), old.floor),
             }
         };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
@@ -270,6 +297,7 @@ impl Verifier {
             users: entries.users,
             dummy,
             dummy_cost: cost,
+            floor,
             generation,
         });
         match self.table.write() {
