@@ -275,7 +275,8 @@ pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next
             // Checked again once a bcrypt slot is free: a burst of guesses
             // sent at once must not all be verified before the lockout starts.
             let allowed = || auth.limiter.blocked(ip).is_none();
-            match auth.verifier.verify(&name, &password, allowed).await {
+            let (outcome, answer_at) = auth.verifier.verify(&name, &password, allowed).await;
+            match outcome {
                 Outcome::Valid => Some(Arc::from(name)),
                 Outcome::Refused => {
                     let wait = auth.limiter.blocked(ip).unwrap_or_default();
@@ -290,6 +291,9 @@ pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next
                     } else {
                         tracing::warn!(client = %ip, locked, "login failed: unknown user");
                     }
+                    // Counted already; the answer waits (no CPU, no slot) so
+                    // that every failure takes as long.
+                    tokio::time::sleep_until(answer_at).await;
                     return auth.unauthorized();
                 }
             }

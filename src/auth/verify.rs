@@ -165,21 +165,29 @@ impl Verifier {
     /// wrong password and an unknown user take the same time (a failure
     /// lasts at least as long as a verification at the file's highest cost).
     /// `allowed` is asked once a bcrypt slot is free; when it says no, the
-    /// password is not checked ([`Outcome::Refused`]).
-    pub async fn verify(&self, user: &str, password: &str, allowed: impl Fn() -> bool) -> Outcome {
+    /// password is not checked ([`Outcome::Refused`]). Returns the outcome
+    /// and when a failure may be answered: the caller counts the failure at
+    /// once, then waits until then.
+    pub async fn verify(
+        &self,
+        user: &str,
+        password: &str,
+        allowed: impl Fn() -> bool,
+    ) -> (Outcome, tokio::time::Instant) {
         let table = self.table();
+        let now = tokio::time::Instant::now();
         let (user_key, verifier) = self.digests(user, password);
         if self.cache_hit(&user_key, &verifier, table.generation) {
-            return Outcome::Valid;
+            return (Outcome::Valid, now);
         }
         let known = table.users.get(user).cloned();
         let hash = known.clone().unwrap_or_else(|| table.dummy.clone());
         let (ok, started) = {
             let _permit = self.slots.acquire().await;
             if !allowed() {
-                return Outcome::Refused;
+                return (Outcome::Refused, now);
             }
-            let started = Instant::now();
+            let started = tokio::time::Instant::now();
             let password = password.to_string();
             let ok = tokio::task::spawn_blocking(move || {
                 bcrypt::verify(password, &hash).unwrap_or(false)
@@ -188,17 +196,14 @@ impl Verifier {
             .unwrap_or(false);
             (ok, started)
         };
-        let outcome = match (known, ok) {
+        match (known, ok) {
             (Some(_), true) => {
                 self.remember(user_key, verifier, table.generation);
-                return Outcome::Valid;
+                (Outcome::Valid, started)
             }
-            (Some(_), false) => Outcome::WrongPassword,
-            (None, _) => Outcome::UnknownUser,
-        };
-        // After the slot is given back: waiting costs no CPU.
-        tokio::time::sleep_until((started + table.floor).into()).await;
-        outcome
+            (Some(_), false) => (Outcome::WrongPassword, started + table.floor),
+            (None, _) => (Outcome::UnknownUser, started + table.floor),
+        }
     }
 
     fn cache_hit(&self, user_key: &[u8; 32], verifier: &[u8; 32], generation: u64) -> bool {
