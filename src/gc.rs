@@ -49,28 +49,66 @@ pub struct References {
     pub subject: Option<Digest>,
 }
 
-/// Parses what `bytes` (a stored manifest) references; nothing if it is not JSON.
+/// Parses what `bytes` (a stored manifest) references. Field names match
+/// case-insensitively, as Go's encoding/json (registry:2) matches them.
+/// Bytes that are not strict JSON (a registry may have accepted
+/// non-UTF-8 text or numbers out of range in fields it ignores) are not
+/// taken to reference nothing: every digest they spell out is kept, as a
+/// blob and as a manifest to follow. Collecting too little is never right.
 pub fn references(bytes: &[u8]) -> References {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => structured_references(&v),
+        Err(_) => scanned_references(bytes),
+    }
+}
+
+/// `v[key]`, the exact key first, then any spelling of it.
+fn field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    let map = v.as_object()?;
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn structured_references(v: &serde_json::Value) -> References {
     let mut refs = References::default();
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return refs;
+    let digest = |d: &serde_json::Value, key: &str| -> Option<Digest> {
+        field(d, key)?.as_str()?.parse().ok()
     };
-    let digest =
-        |d: &serde_json::Value, key: &str| -> Option<Digest> { d.get(key)?.as_str()?.parse().ok() };
-    if let Some(c) = v.get("config").and_then(|c| digest(c, "digest")) {
+    if let Some(c) = field(v, "config").and_then(|c| digest(c, "digest")) {
         refs.blobs.push(c);
     }
     for (list, key) in [("layers", "digest"), ("fsLayers", "blobSum")] {
-        if let Some(items) = v.get(list).and_then(|l| l.as_array()) {
+        if let Some(items) = field(v, list).and_then(|l| l.as_array()) {
             refs.blobs
                 .extend(items.iter().filter_map(|d| digest(d, key)));
         }
     }
-    if let Some(items) = v.get("manifests").and_then(|l| l.as_array()) {
+    if let Some(items) = field(v, "manifests").and_then(|l| l.as_array()) {
         refs.manifests
             .extend(items.iter().filter_map(|d| digest(d, "digest")));
     }
-    refs.subject = v.get("subject").and_then(|s| digest(s, "digest"));
+    refs.subject = field(v, "subject").and_then(|s| digest(s, "digest"));
+    refs
+}
+
+fn scanned_references(bytes: &[u8]) -> References {
+    static DIGESTS: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+            .expect("digest pattern")
+    });
+    let mut refs = References::default();
+    for m in DIGESTS.find_iter(bytes) {
+        if let Some(d) = std::str::from_utf8(m.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<Digest>().ok())
+        {
+            refs.blobs.push(d.clone());
+            refs.manifests.push(d);
+        }
+    }
     refs
 }
 
@@ -288,6 +326,11 @@ pub fn collect(store: &dyn GcStore, opts: &Options) -> io::Result<Report> {
         })
         .collect();
 
+    let mut manifests = Manifests {
+        store,
+        parsed: HashMap::new(),
+    };
+
     // 1. Retention: decide (and, unless dry, remove) tags first; they stop being roots.
     let mut retired: Vec<HashSet<Digest>> = vec![HashSet::new(); scans.len()];
     for (i, scan) in scans.iter_mut().enumerate() {
@@ -317,13 +360,32 @@ pub fn collect(store: &dyn GcStore, opts: &Options) -> io::Result<Report> {
                 retired[i].remove(d);
             }
         }
+        // What a retired manifest takes with it: an index's children and the
+        // referrers of anything retired (the mark still keeps whatever a
+        // remaining tag reaches).
+        let mut stack: Vec<Digest> = retired[i].iter().cloned().collect();
+        while let Some(d) = stack.pop() {
+            let mut taken: Vec<Digest> = manifests.get(&d)?.manifests.clone();
+            taken.extend(
+                scan.referrer_links
+                    .iter()
+                    .filter(|(subject, _)| *subject == d)
+                    .map(|(_, referrer)| referrer.clone()),
+            );
+            for (r, _) in &scan.revisions {
+                if manifests.get(r)?.subject.as_ref() == Some(&d) {
+                    taken.push(r.clone());
+                }
+            }
+            for t in taken {
+                if retired[i].insert(t.clone()) {
+                    stack.push(t);
+                }
+            }
+        }
     }
 
     // 2. Mark.
-    let mut manifests = Manifests {
-        store,
-        parsed: HashMap::new(),
-    };
     let mut live_blobs: HashSet<Digest> = HashSet::new();
     let mut live_per_repo: Vec<HashSet<Digest>> = Vec::with_capacity(scans.len());
     for (i, scan) in scans.iter().enumerate() {
@@ -694,6 +756,24 @@ mod tests {
         let idx = format!(r#"{{"manifests":[{{"digest":"{d1}"}}]}}"#);
         assert_eq!(references(idx.as_bytes()).manifests.len(), 1);
         assert!(references(b"junk").blobs.is_empty());
+        // registry:2 (Go) matches field names in any case.
+        let upper = format!(r#"{{"Config":{{"Digest":"{d1}"}},"LAYERS":[{{"digest":"{d2}"}}]}}"#);
+        assert_eq!(
+            references(upper.as_bytes()).blobs,
+            [d1.parse().unwrap(), d2.parse().unwrap()]
+        );
+        // Not strict JSON (a number out of range, Latin-1 text): every digest
+        // it names is kept.
+        let odd = format!(
+            r#"{{"x":1e400,"config":{{"digest":"{d1}"}},"layers":[{{"digest":"{d2}"}}],"a":"caf"#
+        )
+        .into_bytes()
+        .into_iter()
+        .chain([0xe9, b'"', b'}'])
+        .collect::<Vec<u8>>();
+        let r = references(&odd);
+        assert_eq!(r.blobs.len(), 2);
+        assert_eq!(r.manifests.len(), 2);
     }
 
     fn tag(name: &str, age_s: u64, now: SystemTime) -> GcTag {

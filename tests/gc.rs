@@ -601,6 +601,132 @@ keep_tags = '^v\d+\.\d+\.\d+$'
     assert!(blob_on_disk(&root, &sha256(&shared)));
 }
 
+/// Retention takes with a tag what only that tag reached: the children of
+/// a retired index and the referrers of retired images, even without
+/// --delete-untagged; a child another tag still reaches stays.
+#[test]
+fn retention_takes_index_children_and_referrers_along() {
+    let (tmp, root) = tmp_root();
+    let c = client();
+    let config = tmp.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        "[[gc.retention]]\nrepositories = \"r/*\"\nkeep_last = 1\n",
+    )
+    .unwrap();
+    let (old_child, shared_child, old_sig, new);
+    {
+        let reg = Registry::start_in(&root, DELETE, &[]);
+        let b = &reg.base;
+        old_child = push_image(&c, b, "r/app", None, &[noise(900, 1)], "old", None).unwrap();
+        shared_child = push_image(&c, b, "r/app", None, &[noise(900, 2)], "shared", None).unwrap();
+        let size = get_ok(&c, &reg.url(&format!("/v2/r/app/manifests/{old_child}")))
+            .unwrap()
+            .len();
+        old_sig = push_image(
+            &c,
+            b,
+            "r/app",
+            None,
+            &[noise(90, 3)],
+            "sig",
+            Some((&old_child, size)),
+        )
+        .unwrap();
+        push_index(
+            &c,
+            b,
+            "r/app",
+            "old",
+            &[old_child.clone(), shared_child.clone()],
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        new = push_index(&c, b, "r/app", "new", std::slice::from_ref(&shared_child)).unwrap();
+    }
+    let report = gc_json(&root, &[config.to_str().unwrap(), "--apply-retention"]);
+    assert_eq!(report["tags_deleted"], 1, "{report}");
+    let reg = Registry::start_in(&root, DELETE, &[]);
+    for gone in [&old_child, &old_sig] {
+        assert_eq!(
+            status(&c, &reg.url(&format!("/v2/r/app/manifests/{gone}"))),
+            404,
+            "{gone}"
+        );
+    }
+    assert_eq!(pull(&c, &reg.base, "r/app", "new").unwrap(), new);
+    assert_eq!(
+        pull(&c, &reg.base, "r/app", &shared_child).unwrap(),
+        shared_child
+    );
+}
+
+/// A manifest that is not strict JSON (accepted on push, or written by
+/// registry:2, which is laxer) is never taken to reference nothing.
+#[test]
+fn manifests_that_are_not_strict_json_keep_their_blobs() {
+    let (_tmp, root) = tmp_root();
+    let c = client();
+    let layer = noise(4000, 40);
+    let (ld, cd, odd_digest);
+    {
+        let reg = Registry::start_in(&root, DELETE, &[]);
+        ld = push_blob(&c, &reg.base, "odd/app", &layer).unwrap();
+        cd = push_blob(&c, &reg.base, "odd/app", b"{}").unwrap();
+        // A number no float holds, in a field nobody reads.
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","x":1e400,"config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{cd}","size":2}},"layers":[{{"mediaType":"application/octet-stream","digest":"{ld}","size":{}}}]}}"#,
+            layer.len()
+        );
+        odd_digest =
+            put_manifest(&c, &reg.base, "odd/app", "v1", OCI_MANIFEST, m.as_bytes()).unwrap();
+    }
+    let report = gc_json(&root, &["--delete-untagged"]);
+    assert_eq!(report["blobs_deleted"], 0, "{report}");
+    let reg = Registry::start_in(&root, DELETE, &[]);
+    let m = get_ok(&c, &reg.url("/v2/odd/app/manifests/v1")).unwrap();
+    assert_eq!(sha256(&m), odd_digest);
+    for d in [&ld, &cd] {
+        let data = get_ok(&c, &reg.url(&format!("/v2/odd/app/blobs/{d}"))).unwrap();
+        assert_eq!(&sha256(&data), d);
+    }
+}
+
+/// A first push that never got to its manifest leaves an upload session and
+/// a layer link in a repository with no `_manifests`: both are collected.
+#[test]
+fn a_repository_without_manifests_is_collected_too() {
+    let (_tmp, root) = tmp_root();
+    let c = client();
+    let blob;
+    {
+        let reg = Registry::start_in(&root, DELETE, &[]);
+        blob = push_blob(&c, &reg.base, "half/pushed", &noise(3000, 50)).unwrap();
+        let r = c
+            .post(reg.url("/v2/half/started/blobs/uploads/"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let repos = root.join("docker/registry/v2/repositories");
+    assert!(!repos.join("half/pushed/_manifests").exists());
+    std::thread::sleep(Duration::from_millis(1100));
+    let report = gc_json(&root, &["--purge-uploads-older-than", "1s"]);
+    assert_eq!(report["blobs_deleted"], 1, "{report}");
+    assert!(!blob_on_disk(&root, &blob));
+    assert!(!repos
+        .join("half/pushed/_layers/sha256")
+        .join(&blob[7..])
+        .exists());
+    assert_eq!(
+        std::fs::read_dir(repos.join("half/started/_uploads"))
+            .unwrap()
+            .count(),
+        0,
+        "the stale upload session is still there"
+    );
+}
+
 /// A bad retention rule is a config error.
 #[test]
 fn retention_rule_needs_a_limit() {

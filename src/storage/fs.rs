@@ -700,6 +700,16 @@ impl Store for FsStore {
 /// Finds repositories the way registry:2 does: a directory holding
 /// `_manifests` is a repository; directories starting with `_` are not names.
 fn walk_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
+    walk_repository_dirs(dir, prefix, &["_manifests"], out)
+}
+
+/// Walks the repository tree; a directory holding any of `marks` counts.
+fn walk_repository_dirs(
+    dir: &Path,
+    prefix: &str,
+    marks: &[&str],
+    out: &mut Vec<String>,
+) -> io::Result<()> {
     let mut names = list_dir(dir)?;
     names.sort();
     for name in names {
@@ -715,10 +725,10 @@ fn walk_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Res
         } else {
             format!("{prefix}/{name}")
         };
-        if path.join("_manifests").is_dir() {
+        if marks.iter().any(|m| path.join(m).is_dir()) {
             out.push(repo.clone());
         }
-        walk_repositories(&path, &repo, out)?;
+        walk_repository_dirs(&path, &repo, marks, out)?;
     }
     Ok(())
 }

@@ -143,7 +143,8 @@ pub struct GcBlob {
 #[derive(Clone, Debug)]
 pub struct GcUpload {
     pub id: String,
-    /// `startedat`, else the session directory's modification time.
+    /// Its last activity: the latest of `startedat` and the modification
+    /// times of the session directory and its data.
     pub started: Option<std::time::SystemTime>,
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::{RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
-use super::{list_digests, list_dir, read_link, remove_tree, walk_repositories, FsStore, Paths};
+use super::{list_digests, list_dir, read_link, remove_tree, walk_repository_dirs, FsStore, Paths};
 use crate::gc::references;
 use crate::oci::Digest;
 use crate::storage::{GcBlob, GcStore, GcTag, GcUpload};
@@ -66,7 +66,7 @@ pub(super) fn lock_dir(v2: &Path, mode: DirLock) -> io::Result<File> {
                     path.display()
                 ),
                 _ => format!(
-                    "the data dir is in use by a running berth server ({} is locked); stop it first, \
+                    "the data dir is in use by a running berth server or garbage-collect ({} is locked); stop it first, \
                      or let the server collect online ([gc] enabled = true), or pass --force \
                      if you are sure nothing writes to it",
                     path.display()
@@ -200,8 +200,15 @@ fn blob_entry(path: &Path, digest: &Digest) -> io::Result<Option<GcBlob>> {
 
 impl GcStore for FsStore {
     fn gc_repositories(&self) -> io::Result<Vec<String>> {
+        // Also a first push that never got to its manifest: its uploads and
+        // layer links are garbage like any other.
         let mut repos = Vec::new();
-        walk_repositories(&self.v2.join("repositories"), "", &mut repos)?;
+        walk_repository_dirs(
+            &self.v2.join("repositories"),
+            "",
+            &["_manifests", "_layers", "_uploads"],
+            &mut repos,
+        )?;
         repos.sort();
         Ok(repos)
     }
@@ -258,10 +265,12 @@ impl GcStore for FsStore {
             let started = fs::read_to_string(dir.join("startedat"))
                 .ok()
                 .and_then(|s| humantime::parse_rfc3339_weak(s.trim()).ok());
-            let started = match started {
-                Some(t) => Some(t),
-                None => mtime(&dir)?,
-            };
+            // The latest sign of life: an upload that is still receiving
+            // chunks is not stale, however long ago it started.
+            let started = [started, mtime(&dir)?, mtime(&dir.join("data"))?]
+                .into_iter()
+                .flatten()
+                .max();
             out.push(GcUpload { id, started });
         }
         Ok(out)
