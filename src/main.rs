@@ -112,7 +112,7 @@ fn garbage_collect(args: GcArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let store = match berth::storage::FsStore::open_for_gc(root, args.force) {
+    let store = match berth::storage::FsStore::open_for_gc(root, args.force, args.dry_run) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("berth: cannot collect {}: {e}", root.display());

@@ -1136,7 +1136,14 @@ fn collects_a_docker_registry_data_dir() {
         let _ = child.kill();
         let _ = child.wait();
     }
+    // A dry run leaves registry:2's data dir exactly as it was: not even
+    // Berth's own directories appear.
+    let before = files(&root);
+    let dry = gc_json(&root, &["--dry-run"]);
+    assert_eq!(files(&root), before);
+    assert!(!root.join("docker/registry/v2/_berth").exists());
     let report = gc_json(&root, &[]);
+    assert_eq!(deleted_blobs(&dry), deleted_blobs(&report));
     let deleted = deleted_blobs(&report);
     assert!(
         deleted.contains(&a) && deleted.contains(&sha256(&a_own)),

@@ -54,7 +54,7 @@ pub struct FsStore {
     v2: PathBuf,
     /// Held for the store's lifetime: shared by servers, exclusive by an
     /// offline `garbage-collect` (see `gc.rs`).
-    _dir_lock: File,
+    _dir_lock: Option<File>,
     /// Pushes hold it shared; GC deletes hold it exclusively (see `gc.rs`).
     gc_guard: Arc<std::sync::RwLock<()>>,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
@@ -150,9 +150,11 @@ impl FsStore {
 
     fn open_locked(root: &Path, lock: gc::DirLock) -> io::Result<FsStore> {
         let v2 = root.join("docker/registry/v2");
-        fs::create_dir_all(v2.join("_berth/tmp"))?;
-        fs::create_dir_all(v2.join("repositories"))?;
-        fs::create_dir_all(v2.join("blobs"))?;
+        if lock != gc::DirLock::ExclusiveIfPresent {
+            fs::create_dir_all(v2.join("_berth/tmp"))?;
+            fs::create_dir_all(v2.join("repositories"))?;
+            fs::create_dir_all(v2.join("blobs"))?;
+        }
         Ok(FsStore {
             _dir_lock: gc::lock_dir(&v2, lock)?,
             gc_guard: Arc::default(),

@@ -37,26 +37,38 @@ pub(super) enum DirLock {
     Exclusive,
     /// `--force`: take no lock.
     None,
+    /// A dry run: exclusive if a Berth server ever used the data dir (so a
+    /// running one is detected), and nothing created otherwise.
+    ExclusiveIfPresent,
 }
 
 /// Opens `<v2>/_berth/lock` and locks it as asked, without waiting.
-pub(super) fn lock_dir(v2: &Path, mode: DirLock) -> io::Result<File> {
+/// `None` only for [`DirLock::ExclusiveIfPresent`] without a lock file.
+pub(super) fn lock_dir(v2: &Path, mode: DirLock) -> io::Result<Option<File>> {
     let dir = v2.join("_berth");
-    fs::create_dir_all(&dir)?;
     let path = dir.join("lock");
-    let file = OpenOptions::new()
-        .create(true)
+    let create = mode != DirLock::ExclusiveIfPresent;
+    if create {
+        fs::create_dir_all(&dir)?;
+    }
+    let file = match OpenOptions::new()
+        .create(create)
         .read(true)
-        .write(true)
+        .write(create)
         .truncate(false)
-        .open(&path)?;
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let result = match mode {
         DirLock::Shared => file.try_lock_shared(),
-        DirLock::Exclusive => file.try_lock(),
-        DirLock::None => return Ok(file),
+        DirLock::Exclusive | DirLock::ExclusiveIfPresent => file.try_lock(),
+        DirLock::None => return Ok(Some(file)),
     };
     match result {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Some(file)),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             match mode {
@@ -79,12 +91,13 @@ pub(super) fn lock_dir(v2: &Path, mode: DirLock) -> io::Result<File> {
 
 impl FsStore {
     /// Opens a store for an offline collection: takes the data-dir lock
-    /// exclusively (fails while a server runs) unless `force`.
-    pub fn open_for_gc(root: &Path, force: bool) -> io::Result<FsStore> {
-        let mode = if force {
-            DirLock::None
-        } else {
-            DirLock::Exclusive
+    /// exclusively (fails while a server runs) unless `force`. A dry run
+    /// creates nothing in the data dir (a registry:2 one stays untouched).
+    pub fn open_for_gc(root: &Path, force: bool, dry_run: bool) -> io::Result<FsStore> {
+        let mode = match (force, dry_run) {
+            (true, _) => DirLock::None,
+            (false, true) => DirLock::ExclusiveIfPresent,
+            (false, false) => DirLock::Exclusive,
         };
         FsStore::open_locked(root, mode)
     }
