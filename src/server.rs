@@ -16,8 +16,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("ignoring {name}: Berth has no such setting");
     }
     let root = &config.storage.filesystem.rootdirectory;
-    let store = FsStore::open(root)
+    let mut store = FsStore::open(root)
         .with_context(|| format!("cannot open storage at {}", root.display()))?;
+    if config.gc.enabled {
+        store.refresh_reads((config.gc.grace_period / 4).min(std::time::Duration::from_secs(60)));
+        if config.gc.grace_period < std::time::Duration::from_secs(600) {
+            tracing::warn!(
+                grace_period = %humantime::format_duration(config.gc.grace_period),
+                "gc.grace_period is short: a push whose manifest comes later than that after \
+                 its blobs can fail with MANIFEST_BLOB_UNKNOWN (1h is the default)"
+            );
+        }
+    }
     let store = Arc::new(store);
     let _gc = if config.gc.enabled {
         Some(crate::gc::spawn_online(store.clone(), &config.gc)?)

@@ -727,6 +727,65 @@ fn a_repository_without_manifests_is_collected_too() {
     );
 }
 
+/// The classic push race under online GC: a client HEADs a layer that is
+/// garbage (and older than the grace period), finds it, skips the upload
+/// and pushes its manifest a moment later. The lookup counts as a use, so
+/// the collections in between keep the layer and the push succeeds.
+#[test]
+fn a_blob_found_by_head_survives_until_the_manifest_that_needs_it() {
+    let (_tmp, root) = tmp_root();
+    let c = client();
+    let layer = noise(8000, 60);
+    let ld;
+    {
+        let reg = Registry::start_in(&root, DELETE, &[]);
+        let a = push_image(
+            &c,
+            &reg.base,
+            "race/app",
+            Some("a"),
+            &[layer.clone()],
+            "a",
+            None,
+        )
+        .unwrap();
+        ld = sha256(&layer);
+        let r = c
+            .delete(reg.url(&format!("/v2/race/app/manifests/{a}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    std::thread::sleep(Duration::from_millis(3500)); // older than the grace period
+    let env = [
+        ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+        ("REGISTRY_GC_ENABLED", "true"),
+        ("REGISTRY_GC_INTERVAL", "200ms"),
+        ("REGISTRY_GC_GRACE_PERIOD", "3s"),
+        ("REGISTRY_GC_DELETE_UNTAGGED", "true"),
+    ];
+    let reg = Registry::start_in(&root, &env, &[]);
+    let head = c
+        .head(reg.url(&format!("/v2/race/app/blobs/{ld}")))
+        .send()
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    // Several collections run while the client "builds" its manifest.
+    std::thread::sleep(Duration::from_millis(1500));
+    let config = br#"{"architecture":"amd64","os":"linux","label":"b"}"#;
+    let cd = push_blob(&c, &reg.base, "race/app", config).unwrap();
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    }))
+    .unwrap();
+    let b = put_manifest(&c, &reg.base, "race/app", "b", OCI_MANIFEST, &m)
+        .expect("the manifest push failed: its layer was collected after the HEAD");
+    assert_eq!(pull(&c, &reg.base, "race/app", "b").unwrap(), b);
+}
+
 /// A bad retention rule is a config error.
 #[test]
 fn retention_rule_needs_a_limit() {

@@ -58,6 +58,9 @@ pub struct FsStore {
     /// Pushes hold it shared; GC deletes hold it exclusively (see `gc.rs`).
     gc_guard: Arc<std::sync::RwLock<()>>,
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadState>>>>,
+    /// With online GC: a blob found by HEAD or GET that was last modified
+    /// longer ago than this gets its mtime refreshed (see [`FsStore::refresh_reads`]).
+    refresh_after: Option<std::time::Duration>,
 }
 
 /// Runs synchronous storage work on the blocking pool.
@@ -160,7 +163,19 @@ impl FsStore {
             gc_guard: Arc::default(),
             v2,
             uploads: Mutex::new(HashMap::new()),
+            refresh_after: None,
         })
+    }
+
+    /// For online GC. docker and friends HEAD a blob, find it, skip the
+    /// upload and later push a manifest naming it; if the blob was garbage
+    /// and older than the grace period, a collection in between would sweep
+    /// it and the manifest push would fail. So a blob that is looked up is
+    /// treated as recently used: its mtime is refreshed (under the push
+    /// guard, which the collector's re-check respects) when older than
+    /// `after`, a fraction of the grace period, so a hot blob costs no write.
+    pub fn refresh_reads(&mut self, after: std::time::Duration) {
+        self.refresh_after = Some(after);
     }
 
     fn paths(&self) -> Paths {
@@ -341,7 +356,21 @@ impl Sink {
 impl Store for FsStore {
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         let (p, r, d) = (self.paths(), repo.clone(), digest.clone());
-        blocking(move || p.linked_len(&r, &d)?.ok_or(StoreError::BlobUnknown)).await
+        let refresh_after = self.refresh_after;
+        blocking(move || {
+            let Some(after) = refresh_after else {
+                return p.linked_len(&r, &d)?.ok_or(StoreError::BlobUnknown);
+            };
+            let _push = p.push_guard();
+            let len = p.linked_len(&r, &d)?.ok_or(StoreError::BlobUnknown)?;
+            let modified = fs::metadata(p.blob_data(&d)).and_then(|m| m.modified());
+            if modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > after)) {
+                // A read-only data dir can serve without it.
+                let _ = p.touch_blob(&d);
+            }
+            Ok(len)
+        })
+        .await
     }
 
     async fn blob_read(
