@@ -565,7 +565,7 @@ pub fn collect(store: &dyn GcStore, opts: &Options) -> io::Result<Report> {
         if let Some(max) = opts.purge_uploads_older_than {
             let upload_cutoff = now.checked_sub(max).unwrap_or(SystemTime::UNIX_EPOCH);
             for upload in store.gc_uploads(&scan.name)? {
-                if upload.started.is_some_and(|t| t < upload_cutoff) {
+                if upload.last_active.is_some_and(|t| t < upload_cutoff) {
                     if !opts.dry_run {
                         store.gc_delete_upload(&scan.name, &upload.id)?;
                         deleted_one();

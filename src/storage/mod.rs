@@ -145,7 +145,7 @@ pub struct GcUpload {
     pub id: String,
     /// Its last activity: the latest of `startedat` and the modification
     /// times of the session directory and its data.
-    pub started: Option<std::time::SystemTime>,
+    pub last_active: Option<std::time::SystemTime>,
 }
 
 /// Enumeration and guarded deletion for mark & sweep. Synchronous: the

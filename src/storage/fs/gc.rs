@@ -280,11 +280,11 @@ impl GcStore for FsStore {
                 .and_then(|s| humantime::parse_rfc3339_weak(s.trim()).ok());
             // The latest sign of life: an upload that is still receiving
             // chunks is not stale, however long ago it started.
-            let started = [started, mtime(&dir)?, mtime(&dir.join("data"))?]
+            let last_active = [started, mtime(&dir)?, mtime(&dir.join("data"))?]
                 .into_iter()
                 .flatten()
                 .max();
-            out.push(GcUpload { id, started });
+            out.push(GcUpload { id, last_active });
         }
         Ok(out)
     }
