@@ -728,8 +728,11 @@ impl Store for FsStore {
     }
 }
 
-/// Finds repositories the way registry:2 does: a directory holding
-/// `_manifests` is a repository; directories starting with `_` are not names.
+/// Finds repositories: a directory holding `_manifests` is one; directories
+/// starting with `_` are not names. (registry:2's catalog also lists a
+/// directory that holds only `_layers`, a push that never got to its
+/// manifest; Berth lists only repositories with manifests, whose tags list
+/// answers.)
 fn walk_repositories(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     walk_repository_dirs(dir, prefix, &["_manifests"], out)
 }
