@@ -242,7 +242,8 @@ fn write_atomically(path: &Path, lines: &[String]) -> Result<(), EditError> {
         // owner and group (root editing a file the registry's user reads).
         if let Some(m) = &old {
             use std::os::unix::fs::MetadataExt;
-            if m.uid() != f.metadata()?.uid() || m.gid() != f.metadata()?.gid() {
+            let new = f.metadata()?;
+            if m.uid() != new.uid() || m.gid() != new.gid() {
                 std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
             }
         }

@@ -293,13 +293,19 @@ impl Paths {
 
     /// Is `d` linked into `r` as a layer (or a manifest) and present?
     fn linked_len(&self, r: &RepoName, d: &Digest) -> io::Result<Option<u64>> {
-        let linked = read_link(&self.layer(r, d).join("link"))?.as_ref() == Some(d)
-            || read_link(&self.revision(r, d).join("link"))?.as_ref() == Some(d);
-        if linked {
+        if self.is_linked(r, d)? {
             self.blob_len(d)
         } else {
             Ok(None)
         }
+    }
+
+    /// Is `d` linked into `r` as a layer (or a manifest)?
+    fn is_linked(&self, r: &RepoName, d: &Digest) -> io::Result<bool> {
+        Ok(
+            read_link(&self.layer(r, d).join("link"))?.as_ref() == Some(d)
+                || read_link(&self.revision(r, d).join("link"))?.as_ref() == Some(d),
+        )
     }
 
     fn has_revision(&self, r: &RepoName, d: &Digest) -> io::Result<bool> {
@@ -362,13 +368,22 @@ impl Store for FsStore {
                 return p.linked_len(&r, &d)?.ok_or(StoreError::BlobUnknown);
             };
             let _push = p.push_guard();
-            let len = p.linked_len(&r, &d)?.ok_or(StoreError::BlobUnknown)?;
-            let modified = fs::metadata(p.blob_data(&d)).and_then(|m| m.modified());
-            if modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > after)) {
+            if !p.is_linked(&r, &d)? {
+                return Err(StoreError::BlobUnknown);
+            }
+            let meta = match fs::metadata(p.blob_data(&d)) {
+                Ok(m) => m,
+                Err(e) if not_found(&e) => return Err(StoreError::BlobUnknown),
+                Err(e) => return Err(e.into()),
+            };
+            let stale = meta
+                .modified()
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > after));
+            if stale {
                 // A read-only data dir can serve without it.
                 let _ = p.touch_blob(&d);
             }
-            Ok(len)
+            Ok(meta.len())
         })
         .await
     }
