@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use berth::config::{Config, LogFormat};
 
-mod healthcheck;
+mod cmd;
 
 #[derive(Parser)]
 #[command(
@@ -42,9 +42,9 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Exit 0 if the registry answers on /v2/ (200 or 401), 1 if not.
-    Healthcheck(healthcheck::Args),
+    Healthcheck(cmd::healthcheck::Args),
     /// Manage the users of the htpasswd file (bcrypt): add, remove, list.
-    Htpasswd(berth::auth::cli::HtpasswdArgs),
+    Htpasswd(cmd::htpasswd::HtpasswdArgs),
 }
 
 #[derive(clap::Args)]
@@ -147,20 +147,6 @@ enum Format {
     Json,
 }
 
-fn init_logging(config: &Config, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("berth={},warn", config.log.level))
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
     Config::load(path.as_deref(), std::env::vars()).map_err(|e| {
         eprintln!("berth: {e}");
@@ -185,29 +171,11 @@ fn main() -> ExitCode {
                 Some(Format::Text) => LogFormat::Text,
                 None => config.log.formatter,
             };
-            init_logging(&config, format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("berth: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(berth::server::serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("berth: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            cmd::serve::run(config, format)
         }
         Command::GarbageCollect(args) => garbage_collect(args),
-        Command::Healthcheck(args) => healthcheck::run(args),
-        Command::Htpasswd(args) => berth::auth::cli::run(args),
+        Command::Healthcheck(args) => cmd::healthcheck::run(args),
+        Command::Htpasswd(args) => cmd::htpasswd::run(args),
         Command::CheckConfig { config } => match load(config) {
             Ok(c) => {
                 println!("{c:#?}");

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 
 use super::{set_header, ApiError, ApiResult, AppState, DIGEST_HEADER};
-use crate::oci::{Digest, RepoName};
+use crate::oci::{Digest, ErrorCode, RepoName};
 
 /// A `Range: bytes=...` request resolved against a blob's size.
 #[derive(Debug, PartialEq)]
@@ -69,12 +69,8 @@ pub async fn get(
         ByteRange::Whole => (StatusCode::OK, 0, size),
         ByteRange::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e + 1),
         ByteRange::Unsatisfiable => {
-            return Err(ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "RANGE_INVALID",
-                "requested range not satisfiable",
-            )
-            .header(header::CONTENT_RANGE, format!("bytes */{size}")))
+            return Err(ApiError::new(ErrorCode::RangeInvalid)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}")))
         }
     };
     let body = if head_only || start == end {

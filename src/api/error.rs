@@ -1,30 +1,53 @@
 //! The one API error type, rendered as the spec's JSON error body
-//! (`{"errors":[{"code","message","detail"}]}`) with its HTTP status.
+//! (`{"errors":[{"code","message","detail"}]}`) with its HTTP status. Its
+//! code is an [`ErrorCode`], which gives the status and message unless the
+//! failure sets its own; every storage failure maps to one here.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::oci::ErrorCode;
 use crate::storage::StoreError;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
+    pub code: ErrorCode,
     pub status: StatusCode,
-    pub code: &'static str,
     pub message: String,
     pub detail: serde_json::Value,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> ApiError {
+        ApiError::new(code)
+    }
+}
+
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error with `code`'s status and message.
+    pub fn new(code: ErrorCode) -> ApiError {
         ApiError {
-            status,
             code,
-            message: message.into(),
+            status: StatusCode::from_u16(code.status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message: code.message().to_string(),
             detail: serde_json::Value::Null,
             headers: Vec::new(),
         }
+    }
+
+    /// Answers with `status` instead of the code's.
+    pub fn status(mut self, status: StatusCode) -> ApiError {
+        self.status = status;
+        self
+    }
+
+    /// Says `message` instead of the code's.
+    pub fn message(mut self, message: impl Into<String>) -> ApiError {
+        self.message = message.into();
+        self
     }
 
     pub fn detail(mut self, detail: serde_json::Value) -> ApiError {
@@ -41,105 +64,58 @@ impl ApiError {
         }
     }
 
-    pub fn header(mut self, name: HeaderName, value: String) -> ApiError {
-        if let Ok(v) = HeaderValue::try_from(value) {
+    pub fn header(mut self, name: HeaderName, value: impl TryInto<HeaderValue>) -> ApiError {
+        if let Ok(v) = value.try_into() {
             self.headers.push((name, v));
         }
         self
     }
 
     pub fn name_invalid(why: impl Into<String>) -> ApiError {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "NAME_INVALID",
-            "invalid repository name",
-        )
-        .detail(json!(why.into()))
+        Self::new(ErrorCode::NameInvalid).detail(json!(why.into()))
     }
     pub fn tag_invalid(why: impl Into<String>) -> ApiError {
-        Self::new(StatusCode::BAD_REQUEST, "TAG_INVALID", "invalid tag").detail(json!(why.into()))
+        Self::new(ErrorCode::TagInvalid).detail(json!(why.into()))
     }
     pub fn digest_invalid(why: impl Into<String>) -> ApiError {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "DIGEST_INVALID",
-            "provided digest did not match uploaded content",
-        )
-        .detail(json!(why.into()))
+        Self::new(ErrorCode::DigestInvalid).detail(json!(why.into()))
     }
     pub fn manifest_invalid(why: impl Into<String>) -> ApiError {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "MANIFEST_INVALID",
-            "manifest invalid",
-        )
-        .detail(json!(why.into()))
+        Self::new(ErrorCode::ManifestInvalid).detail(json!(why.into()))
     }
     pub fn unsupported(why: impl Into<String>) -> ApiError {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            "the operation is unsupported",
-        )
-        .detail(json!(why.into()))
+        Self::new(ErrorCode::Unsupported).detail(json!(why.into()))
     }
     pub fn not_found() -> ApiError {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such endpoint")
+        Self::new(ErrorCode::NotFound)
     }
     pub fn internal() -> ApiError {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
-            "internal server error; see the registry log",
-        )
+        Self::new(ErrorCode::Unknown)
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        use StatusCode as S;
+        use ErrorCode as C;
         match e {
-            StoreError::BlobUnknown => {
-                ApiError::new(S::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry")
-            }
-            StoreError::ManifestUnknown => {
-                ApiError::new(S::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown")
-            }
-            StoreError::NameUnknown => ApiError::new(
-                S::NOT_FOUND,
-                "NAME_UNKNOWN",
-                "repository name not known to registry",
-            ),
-            StoreError::UploadUnknown => ApiError::new(
-                S::NOT_FOUND,
-                "BLOB_UPLOAD_UNKNOWN",
-                "blob upload unknown to registry",
-            ),
-            StoreError::UploadOffset { size } => ApiError::new(
-                S::RANGE_NOT_SATISFIABLE,
-                "BLOB_UPLOAD_INVALID",
-                "chunk does not start at the end of the upload",
-            )
-            .detail(json!({ "size": size }))
-            .header(
-                axum::http::header::RANGE,
-                format!("0-{}", size.saturating_sub(1)),
-            ),
+            StoreError::BlobUnknown => C::BlobUnknown.into(),
+            StoreError::ManifestUnknown => C::ManifestUnknown.into(),
+            StoreError::NameUnknown => C::NameUnknown.into(),
+            StoreError::UploadUnknown => C::BlobUploadUnknown.into(),
+            StoreError::UploadOffset { size } => ApiError::new(C::BlobUploadInvalid)
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .message("chunk does not start at the end of the upload")
+                .detail(json!({ "size": size }))
+                .header(header::RANGE, format!("0-{}", size.saturating_sub(1))),
             StoreError::DigestMismatch { expected, computed } => {
                 ApiError::digest_invalid(format!("expected {expected}, content is {computed}"))
             }
-            StoreError::ManifestBlobUnknown(d) => ApiError::new(
-                S::BAD_REQUEST,
-                "MANIFEST_BLOB_UNKNOWN",
-                "manifest references a manifest or blob unknown to registry",
-            )
-            .detail(json!({ "digest": d.to_string() })),
-            StoreError::Body(e) => ApiError::new(
-                S::BAD_REQUEST,
-                "BLOB_UPLOAD_INVALID",
-                "the request body could not be read",
-            )
-            .detail(json!(e.to_string())),
+            StoreError::ManifestBlobUnknown(d) => {
+                ApiError::new(C::ManifestBlobUnknown).detail(json!({ "digest": d.to_string() }))
+            }
+            StoreError::Body(e) => ApiError::new(C::BlobUploadInvalid)
+                .message("the request body could not be read")
+                .detail(json!(e.to_string())),
             StoreError::Io(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::internal()
@@ -150,14 +126,14 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut entry = json!({ "code": self.code, "message": self.message });
+        let mut entry = json!({ "code": self.code.as_str(), "message": self.message });
         if !self.detail.is_null() {
             entry["detail"] = self.detail;
         }
         let body = json!({ "errors": [entry] }).to_string();
         let mut resp = (
             self.status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            [(header::CONTENT_TYPE, "application/json")],
             body,
         )
             .into_response();

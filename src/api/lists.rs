@@ -3,8 +3,8 @@
 use axum::http::{header, StatusCode};
 use serde_json::json;
 
-use super::{json_response, set_header, ApiError, ApiResult, AppState, Query};
-use crate::oci::{Digest, MediaType, RepoName};
+use super::{json_response, set_header, ApiError, ApiResult, AppState, PullAccess, Query};
+use crate::oci::{Digest, ErrorCode, MediaType, RepoName};
 
 /// Applies `n`/`last` pagination to a sorted list; returns the page and
 /// whether more entries follow.
@@ -15,13 +15,9 @@ fn paginate(all: Vec<String>, q: &Query) -> Result<(Vec<String>, bool), ApiError
     };
     let n = match q.get("n") {
         None => return Ok((after, false)),
-        Some(n) => n.parse::<usize>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "PAGINATION_NUMBER_INVALID",
-                "n must be a non-negative integer",
-            )
-        })?,
+        Some(n) => n
+            .parse::<usize>()
+            .map_err(|_| ApiError::new(ErrorCode::PaginationNumberInvalid))?,
     };
     let more = after.len() > n;
     Ok((after.into_iter().take(n).collect(), more))
@@ -51,15 +47,11 @@ fn page_response(
     Ok(resp)
 }
 
-/// `filter` (from the auth layer) keeps the repositories the caller may pull.
-pub async fn catalog(
-    state: &AppState,
-    q: &Query,
-    filter: Option<crate::auth::CatalogFilter>,
-) -> ApiResult {
+/// Lists the repositories the caller may pull (all without `access`).
+pub async fn catalog(state: &AppState, q: &Query, access: Option<&PullAccess>) -> ApiResult {
     let mut repos = state.store.repositories().await?;
-    if let Some(f) = filter {
-        repos.retain(|r| f.allows(r));
+    if let Some(a) = access {
+        repos.retain(|r| a.allows(r));
     }
     page_response("repositories", None, "/v2/_catalog", repos, q)
 }

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER};
-use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
+use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag};
 use crate::storage::StoredManifest;
 
 /// Manifests larger than this are refused with 413 (the spec's suggested limit).
@@ -76,11 +76,11 @@ pub async fn put(
             if std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "SIZE_INVALID",
-                    format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
-                )
+                ApiError::new(ErrorCode::SizeInvalid)
+                    .status(StatusCode::PAYLOAD_TOO_LARGE)
+                    .message(format!(
+                        "manifest is larger than {MAX_MANIFEST_BYTES} bytes"
+                    ))
             } else {
                 ApiError::manifest_invalid(format!("the manifest could not be read: {e}"))
             }

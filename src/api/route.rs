@@ -2,9 +2,10 @@
 //! contain `/`, so the endpoint is recognised from the path's end.
 
 use super::error::ApiError;
+use crate::oci::ErrorCode;
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Route {
     Base,
     Catalog,
@@ -46,7 +47,7 @@ impl Route {
             (["blobs", "uploads", ""], _) if n > 3 => Route::UploadStart(name(head(3))?),
             (["blobs", "uploads", id], _) if n > 3 => {
                 let id = uuid::Uuid::parse_str(id)
-                    .map_err(|_| ApiError::from(crate::storage::StoreError::UploadUnknown))?;
+                    .map_err(|_| ApiError::new(ErrorCode::BlobUploadUnknown))?;
                 Route::Upload(name(head(3))?, id.hyphenated().to_string())
             }
             (_, ["blobs", "uploads"]) if n > 2 => Route::UploadStart(name(head(2))?),
@@ -120,19 +121,28 @@ mod tests {
             Route::Upload(..)
         ));
         assert_eq!(
-            Route::parse("/v2/A/tags/list").unwrap_err().code,
+            Route::parse("/v2/A/tags/list").unwrap_err().code.as_str(),
             "NAME_INVALID"
         );
         assert_eq!(
-            Route::parse("/v2/a/../b/tags/list").unwrap_err().code,
+            Route::parse("/v2/a/../b/tags/list")
+                .unwrap_err()
+                .code
+                .as_str(),
             "NAME_INVALID"
         );
         assert_eq!(
-            Route::parse("/v2/%2e%2e/tags/list").unwrap_err().code,
+            Route::parse("/v2/%2e%2e/tags/list")
+                .unwrap_err()
+                .code
+                .as_str(),
             "NAME_INVALID"
         );
         assert_eq!(
-            Route::parse("/v2/a/blobs/uploads/..").unwrap_err().code,
+            Route::parse("/v2/a/blobs/uploads/..")
+                .unwrap_err()
+                .code
+                .as_str(),
             "BLOB_UPLOAD_UNKNOWN"
         );
         assert!(matches!(
@@ -140,10 +150,16 @@ mod tests {
             Route::ManifestBadTag(..)
         ));
         assert_eq!(
-            Route::parse("/v2/a/blobs/sha256:00").unwrap_err().code,
+            Route::parse("/v2/a/blobs/sha256:00")
+                .unwrap_err()
+                .code
+                .as_str(),
             "DIGEST_INVALID"
         );
-        assert_eq!(Route::parse("/v2/tags/list").unwrap_err().code, "NOT_FOUND");
-        assert_eq!(Route::parse("/v3/").unwrap_err().code, "NOT_FOUND");
+        assert_eq!(
+            Route::parse("/v2/tags/list").unwrap_err().code.as_str(),
+            "NOT_FOUND"
+        );
+        assert_eq!(Route::parse("/v3/").unwrap_err().code.as_str(), "NOT_FOUND");
     }
 }

@@ -6,10 +6,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    body_stream, set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER,
+    body_stream, set_header, ApiError, ApiResult, AppState, PullAccess, Query, DIGEST_HEADER,
     UPLOAD_UUID_HEADER,
 };
-use crate::oci::{Digest, RepoName};
+use crate::oci::{Digest, ErrorCode, RepoName};
 
 fn query_digest(q: &Query) -> Result<Option<Digest>, ApiError> {
     q.get("digest")
@@ -51,11 +51,24 @@ fn session(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response
     resp
 }
 
-pub async fn start(state: &AppState, repo: &RepoName, q: &Query, body: Body) -> ApiResult {
-    // A mount with a malformed digest or source falls back to a normal
-    // upload, as the spec asks.
+/// Starts an upload: a cross-repository mount when `?mount=&from=` name a
+/// blob the source has and the caller may pull from it (`access`), else a
+/// monolithic upload with `?digest=`, else a session.
+pub async fn start(
+    state: &AppState,
+    repo: &RepoName,
+    q: &Query,
+    access: Option<&PullAccess>,
+    body: Body,
+) -> ApiResult {
+    // A mount with a malformed digest or source, or from a repository the
+    // caller may not pull, falls back to a normal upload, as the spec
+    // allows: the answer is the same whether the blob is there or not.
     let mount = q.get("mount").and_then(|d| d.parse::<Digest>().ok());
-    let from = q.get("from").and_then(|f| f.parse::<RepoName>().ok());
+    let from = q
+        .get("from")
+        .and_then(|f| f.parse::<RepoName>().ok())
+        .filter(|f| access.is_none_or(|a| a.allows(f.as_str())));
     if let (Some(digest), Some(from)) = (mount, from) {
         if state.store.blob_mount(repo, &from, &digest).await? {
             return Ok(created(repo, &digest));
@@ -84,18 +97,19 @@ pub async fn status(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {
     Ok(session(StatusCode::NO_CONTENT, repo, id, size))
 }
 
+/// A chunk whose `Content-Range` cannot be applied (416).
+fn range_invalid(why: &str) -> ApiError {
+    ApiError::new(ErrorCode::BlobUploadInvalid)
+        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .message(why)
+}
+
 /// Parses `Content-Range: <start>-<end>` (a `bytes ` prefix is tolerated).
 fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            "BLOB_UPLOAD_INVALID",
-            "Content-Range must be <start>-<end>",
-        )
-    };
+    let bad = || range_invalid("Content-Range must be <start>-<end>");
     let s = v.to_str().map_err(|_| bad())?.trim();
     let s = s.strip_prefix("bytes").map(str::trim).unwrap_or(s);
     let s = s.split('/').next().unwrap_or(s);
@@ -119,11 +133,7 @@ fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some((a, b)), Some(len)) = (range, len) {
         if b - a + 1 != len {
-            return Err(ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UPLOAD_INVALID",
-                "Content-Range and Content-Length disagree",
-            ));
+            return Err(range_invalid("Content-Range and Content-Length disagree"));
         }
     }
     Ok(range)

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::config::Lockout;
+use super::Lockout;
 
 /// Addresses tracked at most; beyond it, stale ones are dropped first.
 const MAX_TRACKED: usize = 100_000;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::config::{AccessConfig, Action};
+use super::{AccessConfig, Action};
 
 /// A repository name pattern: `*` matches within one path component, `**`
 /// across components, `?` one character other than `/`.

@@ -3,9 +3,11 @@
 //! handler or storage code checks strings again.
 
 pub mod digest;
+mod error;
 mod manifest;
 mod name;
 
 pub use digest::{Algorithm, Digest};
+pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, MediaType, ParseError};
 pub use name::{Reference, RepoName, Tag};

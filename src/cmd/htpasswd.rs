@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::htpasswd;
-use crate::config::Config;
+use berth::auth::htpasswd;
+use berth::config::Config;
 
 #[derive(clap::Args)]
 pub struct HtpasswdArgs {
@@ -30,7 +30,7 @@ enum HtpasswdCommand {
         password_stdin: bool,
         /// bcrypt cost (4-31); each step doubles the time of a login that
         /// is not cached.
-        #[arg(long, default_value_t = super::DEFAULT_COST)]
+        #[arg(long, default_value_t = berth::auth::DEFAULT_COST)]
         cost: u32,
     },
     /// Remove a user.

@@ -1,40 +1,12 @@
-//! The `[auth]` and `[access]` configuration sections. `auth.htpasswd`
-//! mirrors registry:2 (`realm`, `path`); `access` is Berth's own: who may
-//! pull, push and delete where, and how repeated login failures are slowed.
+//! `[access]`: Berth's own authorisation section: who may pull, push and
+//! delete where, and how repeated login failures are slowed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-/// `[auth]`: which authentication scheme guards the registry. Absent means
-/// none (an open registry, like registry:2 without `auth`).
-#[derive(Debug, Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub htpasswd: Option<HtpasswdConfig>,
-}
-
-/// `[auth.htpasswd]`: Basic authentication against an Apache htpasswd file
-/// of bcrypt entries (`htpasswd -Bbn user password`).
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct HtpasswdConfig {
-    /// Sent in `WWW-Authenticate: Basic realm="..."`.
-    pub realm: String,
-    /// The htpasswd file; re-read when it changes.
-    pub path: PathBuf,
-}
-
-impl Default for HtpasswdConfig {
-    fn default() -> HtpasswdConfig {
-        HtpasswdConfig {
-            realm: "Registry Realm".into(),
-            path: PathBuf::new(),
-        }
-    }
-}
+use super::{duration, AuthConfig};
 
 /// What a request does to a repository.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,9 +66,9 @@ pub struct AccessRule {
 pub struct Lockout {
     /// 0 disables the lockout.
     pub failures: u32,
-    #[serde(deserialize_with = "human_duration")]
+    #[serde(deserialize_with = "duration::human")]
     pub window: Duration,
-    #[serde(deserialize_with = "human_duration")]
+    #[serde(deserialize_with = "duration::human")]
     pub duration: Duration,
 }
 
@@ -108,12 +80,6 @@ impl Default for Lockout {
             duration: Duration::from_secs(60),
         }
     }
-}
-
-fn human_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\": {e}")))
 }
 
 impl AccessConfig {
@@ -138,7 +104,7 @@ impl AccessConfig {
             }
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            let n = i + 1;
+            let n = super::rule_number(i);
             if rule.repositories.is_empty() {
                 return Err(format!("access.rules[{n}] has no repositories"));
             }
@@ -165,27 +131,6 @@ impl AccessConfig {
     }
 }
 
-impl AuthConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(h) = &self.htpasswd {
-            if h.path.as_os_str().is_empty() {
-                return Err("auth.htpasswd.path is required (REGISTRY_AUTH_HTPASSWD_PATH)".into());
-            }
-            if h.realm.is_empty()
-                || h.realm
-                    .chars()
-                    .any(|c| c == '"' || c == '\\' || c.is_control())
-            {
-                return Err(format!(
-                    "auth.htpasswd.realm {:?} must be non-empty without quotes, backslashes or control characters",
-                    h.realm
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use crate::config::Config;
@@ -195,32 +140,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn registry2_environment() {
-        let c = Config::load(None, env(&[])).unwrap();
-        assert!(c.auth.htpasswd.is_none());
-        // Either order: REGISTRY_AUTH must not erase the path.
-        for pairs in [
-            [
-                ("REGISTRY_AUTH", "htpasswd"),
-                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
-            ],
-            [
-                ("REGISTRY_AUTH_HTPASSWD_PATH", "/auth/htpasswd"),
-                ("REGISTRY_AUTH", "htpasswd"),
-            ],
-        ] {
-            let c = Config::load(None, env(&pairs)).unwrap();
-            let h = c.auth.htpasswd.unwrap();
-            assert_eq!(h.path, std::path::PathBuf::from("/auth/htpasswd"));
-            assert_eq!(h.realm, "Registry Realm");
-        }
-        let e = Config::load(None, env(&[("REGISTRY_AUTH", "htpasswd")])).unwrap_err();
-        assert!(e.to_string().contains("auth.htpasswd.path"), "{e}");
-        let e = Config::load(None, env(&[("REGISTRY_AUTH", "token")])).unwrap_err();
-        assert!(e.to_string().contains("htpasswd"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,94 @@
+//! What a request asks for, parsed once at the edge: its [`Route`] and its
+//! query, and the extensions a layer in front of the API (authorization)
+//! fills in to limit what the handlers do.
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::Uri;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::route::Route;
+use super::ApiError;
+
+/// A request's route and query, parsed once by [`parse_request`] and
+/// handed on as a request extension (`Arc<ParsedRequest>`), so that every
+/// layer and the handler see the same reading of the URI.
+#[derive(Debug)]
+pub struct ParsedRequest {
+    /// The endpoint, or why the path names none.
+    pub route: Result<Route, ApiError>,
+    pub query: Query,
+}
+
+impl ParsedRequest {
+    pub fn of(uri: &Uri) -> ParsedRequest {
+        ParsedRequest {
+            route: Route::parse(uri.path()),
+            query: Query::of(uri),
+        }
+    }
+}
+
+/// The layer that parses the route and query of every request.
+pub async fn parse_request(mut req: Request, next: Next) -> Response {
+    let parsed = Arc::new(ParsedRequest::of(req.uri()));
+    req.extensions_mut().insert(parsed);
+    next.run(req).await
+}
+
+/// Query parameters of a request, in order, repeated keys kept.
+#[derive(Debug, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// A query that is not `application/x-www-form-urlencoded` counts as none.
+    pub fn of(uri: &Uri) -> Query {
+        Query(
+            uri.query()
+                .and_then(|q| serde_urlencoded::from_str(q).ok())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Every value of a repeated parameter (`?tag=a&tag=b`).
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Which repositories the caller may pull, as a request extension that an
+/// authorization layer inserts. The catalog lists only these, and a
+/// cross-repository mount from any other repository becomes a plain upload
+/// (as the spec allows), so a mount is never a way to read what the caller
+/// may not. Without it (an open registry) every repository may be pulled.
+#[derive(Clone)]
+pub struct PullAccess(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl PullAccess {
+    pub fn new(allows: impl Fn(&str) -> bool + Send + Sync + 'static) -> PullAccess {
+        PullAccess(Arc::new(allows))
+    }
+
+    pub fn allows(&self, repo: &str) -> bool {
+        (self.0)(repo)
+    }
+}
+
+impl std::fmt::Debug for PullAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PullAccess(..)")
+    }
+}

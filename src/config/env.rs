@@ -1,0 +1,123 @@
+//! registry:2's environment overrides: `REGISTRY_` + the key path in upper
+//! case joined by `_`, applied to the TOML tree before it is typed.
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    /// `REGISTRY_AUTH=htpasswd`: names the auth scheme, whose settings come
+    /// from the file or the other `REGISTRY_AUTH_*` variables.
+    AuthScheme,
+}
+
+/// Keys that can be set from the environment, registry:2 style.
+const ENV_KEYS: &[(&str, Kind)] = &[
+    ("http.addr", Kind::Str),
+    ("log.level", Kind::Str),
+    ("log.formatter", Kind::Str),
+    ("storage.filesystem.rootdirectory", Kind::Str),
+    ("storage.delete.enabled", Kind::Bool),
+    ("auth", Kind::AuthScheme),
+    ("auth.htpasswd.realm", Kind::Str),
+    ("auth.htpasswd.path", Kind::Str),
+    ("gc.enabled", Kind::Bool),
+    ("gc.interval", Kind::Str),
+    ("gc.grace_period", Kind::Str),
+    ("gc.delete_untagged", Kind::Bool),
+    ("gc.purge_uploads_older_than", Kind::Str),
+];
+
+/// The environment variable for a key path: `http.addr` → `REGISTRY_HTTP_ADDR`.
+pub fn env_name(key: &str) -> String {
+    format!("REGISTRY_{}", key.replace('.', "_").to_uppercase())
+}
+
+/// Applies the `REGISTRY_*` variables among `env` to `tree`; returns the
+/// names of those that name no Berth setting (to be logged and ignored).
+pub fn apply<'a>(
+    tree: &mut toml::Table,
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut ignored = Vec::new();
+    for (name, value) in env {
+        if !name.starts_with("REGISTRY_") {
+            continue;
+        }
+        match ENV_KEYS.iter().find(|(k, _)| env_name(k) == name) {
+            Some((key, kind)) => set_path(tree, key, parse_env(name, value, *kind)?)?,
+            None => {
+                refuse_unsupported_security(name)?;
+                ignored.push(name.to_string());
+            }
+        }
+    }
+    ignored.sort();
+    Ok(ignored)
+}
+
+/// Ignoring an unknown variable is harmless for most of registry:2's
+/// settings, but not for the ones that secure it: a registry started without
+/// the TLS or token auth its operator asked for would be silently open.
+fn refuse_unsupported_security(name: &str) -> Result<(), ConfigError> {
+    let why = if name.starts_with("REGISTRY_HTTP_TLS_") {
+        "Berth does not serve TLS itself; terminate TLS in a reverse proxy"
+    } else if name.starts_with("REGISTRY_AUTH_") {
+        "the only authentication Berth supports is htpasswd (REGISTRY_AUTH_HTPASSWD_REALM, REGISTRY_AUTH_HTPASSWD_PATH)"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Invalid(format!(
+        "{name} is not supported: {why}"
+    )))
+}
+
+fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigError> {
+    match kind {
+        Kind::Str => Ok(toml::Value::String(value.to_string())),
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(toml::Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(toml::Value::Boolean(false)),
+            _ => Err(ConfigError::Invalid(format!(
+                "{name}={value:?} is not a boolean (true or false)"
+            ))),
+        },
+        Kind::AuthScheme => match value {
+            "htpasswd" => {
+                let mut t = toml::Table::new();
+                t.insert("htpasswd".into(), toml::Value::Table(toml::Table::new()));
+                Ok(toml::Value::Table(t))
+            }
+            _ => Err(ConfigError::Invalid(format!(
+                "{name}={value:?} is not supported: the only auth scheme is htpasswd"
+            ))),
+        },
+    }
+}
+
+fn set_path(tree: &mut toml::Table, key: &str, value: toml::Value) -> Result<(), ConfigError> {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut node = tree;
+    for part in parts {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid(format!("{part} must be a table to set {key}")))?;
+    }
+    match (node.get_mut(last), value) {
+        // A table (REGISTRY_AUTH=htpasswd) adds to what is there, never erases it.
+        (Some(toml::Value::Table(old)), toml::Value::Table(new)) => {
+            for (k, v) in new {
+                old.entry(k).or_insert(v);
+            }
+        }
+        (_, value) => {
+            node.insert(last.to_string(), value);
+        }
+    }
+    Ok(())
+}
