@@ -50,12 +50,6 @@ pub fn handlers(state: AppState) -> Router {
     Router::new().fallback(dispatch).with_state(state)
 }
 
-/// The handlers in the API's outer layers, with nothing in between (an
-/// open registry).
-pub fn router(state: AppState) -> Router {
-    outer_layers(handlers(state))
-}
-
 /// The routing table.
 async fn dispatch(
     State(state): State<AppState>,
