@@ -103,19 +103,13 @@ fn garbage_collect(args: GcArgs) -> ExitCode {
                 .unwrap_or(config.gc.purge_uploads_older_than),
         ),
         retention,
+        hooks: berth::gc::Hooks::from_env(),
     };
     let root = &config.storage.filesystem.rootdirectory;
-    if !root.join("docker/registry/v2").is_dir() {
-        eprintln!(
-            "berth: {} holds no registry data (no docker/registry/v2 directory)",
-            root.display()
-        );
-        return ExitCode::FAILURE;
-    }
     let store = match berth::storage::FsStore::open_for_gc(root, args.force, args.dry_run) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("berth: cannot collect {}: {e}", root.display());
+            eprintln!("berth: {e}");
             return ExitCode::FAILURE;
         }
     };
