@@ -8,7 +8,8 @@ use super::Digest;
 /// A repository name: `/`-separated components, each `[a-z0-9]+` joined by
 /// `.`, `_`, `__` or `-+` separators, at most 255 characters in total.
 /// A valid name can never contain `..`, an empty component or a `%`, so it is
-/// safe to join onto a storage path.
+/// safe to join onto a storage path. (A name found in storage, from
+/// [`RepoName::from_storage`], is only guaranteed to be that safe.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);
 
@@ -67,14 +68,14 @@ impl RepoName {
     /// sweep the blobs only they use. So this checks only what keeps the name
     /// safe to join onto a storage path: non-empty `/`-separated components,
     /// none `.` or `..`, none starting with `_` (the layout's own
-    /// directories), no NUL or backslash.
+    /// directories), no NUL and no other path separator (`\` on Windows).
     pub fn from_storage(s: &str) -> Result<RepoName, String> {
         let safe = |c: &str| {
             !c.is_empty()
                 && c != "."
                 && c != ".."
                 && !c.starts_with('_')
-                && !c.contains(['\0', '\\'])
+                && !c.chars().any(|x| x == '\0' || std::path::is_separator(x))
         };
         if s.split('/').all(safe) {
             Ok(RepoName(s.to_string()))
@@ -178,10 +179,12 @@ mod tests {
             "a/../b",
             "a/./b",
             "a/_layers",
-            "a\\b",
+            "a\0b",
         ] {
             assert!(RepoName::from_storage(bad).is_err(), "{bad}");
         }
+        // Only a separator where it is one.
+        assert_eq!(RepoName::from_storage("a\\b").is_ok(), !cfg!(windows));
     }
 
     #[test]
