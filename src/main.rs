@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use berth::config::{Config, LogFormat};
+use berth::config::LogFormat;
 
 mod cmd;
 
@@ -35,7 +35,7 @@ enum Command {
     },
     /// Delete unreferenced blobs, manifests and links (offline: refuses to
     /// run while a server uses the data dir; see `[gc]` for online collection).
-    GarbageCollect(GcArgs),
+    GarbageCollect(cmd::gc::Args),
     /// Validate a configuration (file plus REGISTRY_* environment) and print it.
     CheckConfig {
         #[arg(long, short)]
@@ -47,111 +47,10 @@ enum Command {
     Htpasswd(cmd::htpasswd::HtpasswdArgs),
 }
 
-#[derive(clap::Args)]
-struct GcArgs {
-    /// Config file (TOML); `berth garbage-collect FILE` works too, as in registry:2.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    #[arg(value_name = "CONFIG", conflicts_with = "config")]
-    config_pos: Option<PathBuf>,
-    /// Report what would be removed, remove nothing.
-    #[arg(long, short = 'd')]
-    dry_run: bool,
-    /// Also remove manifests that no tag reaches (directly, through an index,
-    /// or as a referrer of a live manifest).
-    #[arg(long, short = 'm')]
-    delete_untagged: bool,
-    /// Remove upload sessions started longer ago than this (default: gc.purge_uploads_older_than, 168h).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    purge_uploads_older_than: Option<std::time::Duration>,
-    /// Keep anything modified less than this long ago.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
-    grace: std::time::Duration,
-    /// Apply the `[[gc.retention]]` rules of the config first (deleting tags).
-    #[arg(long)]
-    apply_retention: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Run even though a server holds the data-dir lock (unsafe if it writes).
-    #[arg(long)]
-    force: bool,
-}
-
-fn garbage_collect(args: GcArgs) -> ExitCode {
-    let config = match load(args.config.or(args.config_pos)) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let retention = if args.apply_retention {
-        match berth::gc::Retention::from_config(&config.gc.retention) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("berth: invalid retention rule: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        Vec::new()
-    };
-    let opts = berth::gc::Options {
-        dry_run: args.dry_run,
-        delete_untagged: args.delete_untagged,
-        grace: args.grace,
-        purge_uploads_older_than: Some(
-            args.purge_uploads_older_than
-                .unwrap_or(config.gc.purge_uploads_older_than),
-        ),
-        retention,
-    };
-    let root = &config.storage.filesystem.rootdirectory;
-    if !root.join("docker/registry/v2").is_dir() {
-        eprintln!(
-            "berth: {} holds no registry data (no docker/registry/v2 directory)",
-            root.display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let store = match berth::storage::FsStore::open_for_gc(root, args.force, args.dry_run) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("berth: cannot collect {}: {e}", root.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match berth::gc::collect(&store, &opts) {
-        Ok(report) => {
-            if args.json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("berth: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                print!("{}", report.to_text());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("berth: garbage collection failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Format {
     Text,
     Json,
-}
-
-fn load(path: Option<PathBuf>) -> Result<Config, ExitCode> {
-    Config::load(path.as_deref(), std::env::vars()).map_err(|e| {
-        eprintln!("berth: {e}");
-        ExitCode::from(2)
-    })
 }
 
 fn main() -> ExitCode {
@@ -162,7 +61,7 @@ fn main() -> ExitCode {
             config_pos,
             log_format,
         } => {
-            let config = match load(config.or(config_pos)) {
+            let config = match cmd::load_config(config.or(config_pos)) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -173,10 +72,10 @@ fn main() -> ExitCode {
             };
             cmd::serve::run(config, format)
         }
-        Command::GarbageCollect(args) => garbage_collect(args),
+        Command::GarbageCollect(args) => cmd::gc::run(args),
         Command::Healthcheck(args) => cmd::healthcheck::run(args),
         Command::Htpasswd(args) => cmd::htpasswd::run(args),
-        Command::CheckConfig { config } => match load(config) {
+        Command::CheckConfig { config } => match cmd::load_config(config) {
             Ok(c) => {
                 println!("{c:#?}");
                 ExitCode::SUCCESS

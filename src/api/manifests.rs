@@ -5,11 +5,8 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER};
-use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag};
+use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag, MAX_MANIFEST_BYTES};
 use crate::storage::StoredManifest;
-
-/// Manifests larger than this are refused with 413 (the spec's suggested limit).
-pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");

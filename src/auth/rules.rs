@@ -5,48 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::{AccessConfig, Action};
 
-/// A repository name pattern: `*` matches within one path component, `**`
-/// across components, `?` one character other than `/`.
-#[derive(Debug, Clone)]
-pub struct Pattern(Vec<u8>);
-
-impl Pattern {
-    pub fn new(p: &str) -> Pattern {
-        Pattern(p.as_bytes().to_vec())
-    }
-
-    pub fn matches(&self, name: &str) -> bool {
-        glob(&self.0, name.as_bytes())
-    }
-}
-
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') if p.get(1) == Some(&b'*') => {
-            let rest = &p[2..];
-            // `**/` may also match no component at all: `**/x` matches `x`.
-            if rest.first() == Some(&b'/') && glob(&rest[1..], s) {
-                return true;
-            }
-            (0..=s.len()).any(|i| glob(rest, &s[i..]))
-        }
-        Some(b'*') => {
-            let rest = &p[1..];
-            for i in 0..=s.len() {
-                if glob(rest, &s[i..]) {
-                    return true;
-                }
-                if s.get(i) == Some(&b'/') {
-                    break;
-                }
-            }
-            false
-        }
-        Some(b'?') => matches!(s.first(), Some(c) if *c != b'/') && glob(&p[1..], &s[1..]),
-        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
-    }
-}
+/// Repository patterns are the glob shared with retention rules.
+pub use crate::oci::RepoPattern as Pattern;
 
 struct Rule {
     repositories: Vec<Pattern>,
@@ -118,25 +78,6 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        let m = |p: &str, s: &str| Pattern::new(p).matches(s);
-        assert!(m("team-a/*", "team-a/app"));
-        assert!(!m("team-a/*", "team-a/sub/app"));
-        assert!(!m("team-a/*", "team-ab/app"));
-        assert!(m("team-a/**", "team-a/sub/app"));
-        assert!(m("**", "x/y/z"));
-        assert!(m("*", "library"));
-        assert!(!m("*", "a/b"));
-        assert!(m("**/base", "base"));
-        assert!(m("**/base", "x/y/base"));
-        assert!(m("app-?", "app-1"));
-        assert!(!m("app-?", "app-12"));
-        assert!(m("exact/name", "exact/name"));
-        assert!(!m("exact/name", "exact/names"));
-        assert!(m("*-dev/*", "web-dev/app"));
-    }
 
     #[test]
     fn policy() {

@@ -25,6 +25,39 @@ pub struct Gc {
     pub purge_uploads_older_than: Duration,
     /// `[[gc.retention]]` rules; the first whose pattern matches a repository applies.
     pub retention: Vec<RetentionRule>,
+    /// From the environment, for the black-box tests only.
+    #[serde(skip)]
+    pub test_hooks: GcTestHooks,
+}
+
+/// Test hooks of every collection, from `BERTH_GC_FAULT_AFTER=N` and
+/// `BERTH_GC_TEST_PAUSE_MS=MS` (the black-box tests set them on the
+/// `berth` process to crash a collection or widen its race window).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcTestHooks {
+    /// Abort the process right after the N-th deletion of the run, to prove
+    /// a crash at any point leaves live images intact.
+    pub fault_after: Option<u64>,
+    /// Sleep between mark and sweep, widening the window where a concurrent
+    /// push could start relying on content the mark found dead.
+    pub pause_after_mark: Option<Duration>,
+}
+
+impl GcTestHooks {
+    /// Reads the two variables from `env`.
+    pub fn from_env<'a>(env: impl IntoIterator<Item = (&'a str, &'a str)>) -> GcTestHooks {
+        let mut hooks = GcTestHooks::default();
+        for (name, value) in env {
+            match name {
+                "BERTH_GC_FAULT_AFTER" => hooks.fault_after = value.trim().parse().ok(),
+                "BERTH_GC_TEST_PAUSE_MS" => {
+                    hooks.pause_after_mark = value.parse().ok().map(Duration::from_millis)
+                }
+                _ => {}
+            }
+        }
+        hooks
+    }
 }
 
 impl Default for Gc {
@@ -36,6 +69,7 @@ impl Default for Gc {
             delete_untagged: false,
             purge_uploads_older_than: Duration::from_secs(7 * 24 * 3600),
             retention: Vec::new(),
+            test_hooks: GcTestHooks::default(),
         }
     }
 }

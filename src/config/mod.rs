@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub use access::{AccessConfig, AccessRule, Action, Lockout};
 pub use auth::{AuthConfig, HtpasswdConfig, InitialUser};
 pub use env::env_name;
-pub use gc::{Gc, RetentionRule};
+pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use server::{Delete, Filesystem, Http, Log, LogFormat, Storage};
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -84,6 +84,7 @@ impl Config {
         config.validate()?;
         config.ignored_env = ignored_env;
         config.initial_user = InitialUser::from_env(pairs());
+        config.gc.test_hooks = GcTestHooks::from_env(pairs());
         Ok(config)
     }
 
@@ -160,5 +161,30 @@ mod tests {
         std::fs::write(&p, "[http]\naddr = \"nonsense\"\n").unwrap();
         let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
         assert!(e.contains("http.addr"), "{e}");
+    }
+
+    #[test]
+    fn berth_variables_from_the_environment() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("BERTH_INITIAL_USER", "alice"),
+                ("BERTH_INITIAL_PASSWORD", ""),
+                ("BERTH_GC_FAULT_AFTER", " 3 "),
+                ("BERTH_GC_TEST_PAUSE_MS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.initial_user.user.as_deref(), Some("alice"));
+        // An empty value is no value: never a user with an empty password.
+        assert_eq!(c.initial_user.password, None);
+        assert_eq!(c.gc.test_hooks.fault_after, Some(3));
+        assert_eq!(
+            c.gc.test_hooks.pause_after_mark,
+            Some(std::time::Duration::from_millis(250))
+        );
+        let c = Config::load(None, env(&[("BERTH_INITIAL_PASSWORD", "s3cret")])).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

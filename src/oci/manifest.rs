@@ -1,11 +1,17 @@
-//! Manifest parsing: just enough of the OCI image manifest / index and Docker
-//! schema 2 manifest / manifest list to validate a push and follow its references.
+//! Manifest parsing, twice over the same JSON: strictly ([`Manifest::parse`],
+//! just enough of the OCI image manifest / index and Docker schema 2 manifest
+//! / manifest list to validate a push) and leniently ([`references`], what a
+//! stored manifest of any age or origin points at, for garbage collection).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::Digest;
+
+/// Largest manifest accepted on push, and read back as one (registry:2
+/// limits manifests to 4 MiB too).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// The manifest media types Berth stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +224,81 @@ impl Manifest {
     }
 }
 
+/// What a manifest points at, read leniently from its JSON (OCI and Docker
+/// schema 2 manifests and indexes, and Docker schema 1 `fsLayers`), so that
+/// anything a registry:2 data dir holds is followed.
+#[derive(Debug, Default, Clone)]
+pub struct References {
+    /// Config and layer blobs.
+    pub blobs: Vec<Digest>,
+    /// Child manifests of an index / manifest list.
+    pub manifests: Vec<Digest>,
+    pub subject: Option<Digest>,
+}
+
+/// Parses what `bytes` (a stored manifest) references. Field names match
+/// case-insensitively, as Go's encoding/json (registry:2) matches them.
+/// Bytes that are not strict JSON (a registry may have accepted
+/// non-UTF-8 text or numbers out of range in fields it ignores) are not
+/// taken to reference nothing: every digest they spell out is kept, as a
+/// blob and as a manifest to follow. Collecting too little is never right.
+pub fn references(bytes: &[u8]) -> References {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(v) => structured_references(&v),
+        Err(_) => scanned_references(bytes),
+    }
+}
+
+/// `v[key]`, the exact key first, then any spelling of it.
+fn field<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    let map = v.as_object()?;
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn structured_references(v: &serde_json::Value) -> References {
+    let mut refs = References::default();
+    let digest = |d: &serde_json::Value, key: &str| -> Option<Digest> {
+        field(d, key)?.as_str()?.parse().ok()
+    };
+    if let Some(c) = field(v, "config").and_then(|c| digest(c, "digest")) {
+        refs.blobs.push(c);
+    }
+    for (list, key) in [("layers", "digest"), ("fsLayers", "blobSum")] {
+        if let Some(items) = field(v, list).and_then(|l| l.as_array()) {
+            refs.blobs
+                .extend(items.iter().filter_map(|d| digest(d, key)));
+        }
+    }
+    if let Some(items) = field(v, "manifests").and_then(|l| l.as_array()) {
+        refs.manifests
+            .extend(items.iter().filter_map(|d| digest(d, "digest")));
+    }
+    refs.subject = field(v, "subject").and_then(|s| digest(s, "digest"));
+    refs
+}
+
+fn scanned_references(bytes: &[u8]) -> References {
+    static DIGESTS: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+            .expect("digest pattern")
+    });
+    let mut refs = References::default();
+    for m in DIGESTS.find_iter(bytes) {
+        if let Some(d) = std::str::from_utf8(m.as_bytes())
+            .ok()
+            .and_then(|s| s.parse::<Digest>().ok())
+        {
+            refs.blobs.push(d.clone());
+            refs.manifests.push(d);
+        }
+    }
+    refs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,5 +337,40 @@ mod tests {
         );
         assert!(Manifest::parse(b"not json", None).is_err());
         assert!(Manifest::parse(br#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:zz","size":1},"layers":[]}"#, None).is_err());
+    }
+
+    #[test]
+    fn references_of_all_kinds() {
+        let d1 = format!("sha256:{}", "a".repeat(64));
+        let d2 = format!("sha256:{}", "b".repeat(64));
+        let m = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{d1}"}},"layers":[{{"digest":"{d2}"}}],"subject":{{"digest":"{d1}"}}}}"#
+        );
+        let r = references(m.as_bytes());
+        assert_eq!(r.blobs.len(), 2);
+        assert!(r.subject.is_some());
+        let s1 = format!(r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"{d2}"}}]}}"#);
+        assert_eq!(references(s1.as_bytes()).blobs.len(), 1);
+        let idx = format!(r#"{{"manifests":[{{"digest":"{d1}"}}]}}"#);
+        assert_eq!(references(idx.as_bytes()).manifests.len(), 1);
+        assert!(references(b"junk").blobs.is_empty());
+        // registry:2 (Go) matches field names in any case.
+        let upper = format!(r#"{{"Config":{{"Digest":"{d1}"}},"LAYERS":[{{"digest":"{d2}"}}]}}"#);
+        assert_eq!(
+            references(upper.as_bytes()).blobs,
+            [d1.parse().unwrap(), d2.parse().unwrap()]
+        );
+        // Not strict JSON (a number out of range, Latin-1 text): every digest
+        // it names is kept.
+        let odd = format!(
+            r#"{{"x":1e400,"config":{{"digest":"{d1}"}},"layers":[{{"digest":"{d2}"}}],"a":"caf"#
+        )
+        .into_bytes()
+        .into_iter()
+        .chain([0xe9, b'"', b'}'])
+        .collect::<Vec<u8>>();
+        let r = references(&odd);
+        assert_eq!(r.blobs.len(), 2);
+        assert_eq!(r.manifests.len(), 2);
     }
 }

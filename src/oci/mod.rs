@@ -6,8 +6,12 @@ pub mod digest;
 mod error;
 mod manifest;
 mod name;
+mod pattern;
 
 pub use digest::{Algorithm, Digest};
 pub use error::ErrorCode;
-pub use manifest::{Descriptor, Manifest, MediaType, ParseError};
+pub use manifest::{
+    references, Descriptor, Manifest, MediaType, ParseError, References, MAX_MANIFEST_BYTES,
+};
 pub use name::{Reference, RepoName, Tag};
+pub use pattern::RepoPattern;

@@ -8,7 +8,8 @@ use super::Digest;
 /// A repository name: `/`-separated components, each `[a-z0-9]+` joined by
 /// `.`, `_`, `__` or `-+` separators, at most 255 characters in total.
 /// A valid name can never contain `..`, an empty component or a `%`, so it is
-/// safe to join onto a storage path.
+/// safe to join onto a storage path. (A name found in storage, from
+/// [`RepoName::from_storage`], is only guaranteed to be that safe.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);
 
@@ -60,6 +61,29 @@ impl FromStr for RepoName {
 }
 
 impl RepoName {
+    /// A name read back from storage rather than from a request. A data dir
+    /// written by registry:2 (or by hand) can hold repositories whose names
+    /// Berth refuses at push (upper case, over 255 characters, other
+    /// characters); the garbage collector must still see them, or it would
+    /// sweep the blobs only they use. So this checks only what keeps the name
+    /// safe to join onto a storage path: non-empty `/`-separated components,
+    /// none `.` or `..`, none starting with `_` (the layout's own
+    /// directories), no NUL and no other path separator (`\` on Windows).
+    pub fn from_storage(s: &str) -> Result<RepoName, String> {
+        let safe = |c: &str| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && !c.starts_with('_')
+                && !c.chars().any(|x| x == '\0' || std::path::is_separator(x))
+        };
+        if s.split('/').all(safe) {
+            Ok(RepoName(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not a safe repository path"))
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -139,6 +163,28 @@ mod tests {
         }
         assert!("a".repeat(256).parse::<RepoName>().is_err());
         assert!("a".repeat(255).parse::<RepoName>().is_ok());
+    }
+
+    #[test]
+    fn names_from_storage() {
+        for ok in ["a", "Team/App", "a b/c", &"x".repeat(300), "library/ubuntu"] {
+            assert_eq!(RepoName::from_storage(ok).unwrap().as_str(), ok);
+        }
+        for bad in [
+            "",
+            "a//b",
+            "/a",
+            "a/",
+            "..",
+            "a/../b",
+            "a/./b",
+            "a/_layers",
+            "a\0b",
+        ] {
+            assert!(RepoName::from_storage(bad).is_err(), "{bad}");
+        }
+        // Only a separator where it is one.
+        assert_eq!(RepoName::from_storage("a\\b").is_ok(), !cfg!(windows));
     }
 
     #[test]

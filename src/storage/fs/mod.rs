@@ -1,0 +1,112 @@
+//! The filesystem store, in registry:2's layout (see [`layout`], the one
+//! place a path is built), so a data dir stays readable by registry:2 and
+//! vice versa.
+//!
+//! Every file appears atomically: written to a temporary file, fsynced, renamed
+//! into place, then the directory is fsynced. All synchronous I/O runs on the
+//! blocking pool, one closure per operation.
+//!
+//! - [`layout`]: paths; [`io`]: file primitives; [`disk`]: links, blobs and the
+//!   push-time refresh shared by serving and collecting;
+//! - [`store`] and [`uploads`]: the [`Store`](crate::storage::Store) trait;
+//! - [`collect`]: the [`GcStore`](crate::storage::GcStore) trait;
+//! - [`lock`]: the data-dir lock and the push / GC guard.
+
+mod collect;
+mod disk;
+mod io;
+mod layout;
+mod lock;
+mod store;
+mod uploads;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use disk::Disk;
+use layout::Layout;
+use lock::{DirLock, GcGuard};
+use uploads::HashStates;
+
+use super::{Result, StoreError};
+
+pub struct FsStore {
+    disk: Disk,
+    /// Held for the store's lifetime: shared by servers, exclusive by an
+    /// offline `garbage-collect` (see [`lock`]).
+    _dir_lock: Option<File>,
+    hash_states: HashStates,
+    /// With online GC: a blob found by HEAD or GET that was last modified
+    /// longer ago than this gets its mtime refreshed (see [`FsStore::refresh_reads`]).
+    refresh_after: Option<std::time::Duration>,
+}
+
+/// Why [`FsStore::open_for_gc`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenForGcError {
+    #[error("{} holds no registry data (no docker/registry/v2 directory)", .0.display())]
+    NoRegistryData(PathBuf),
+    #[error("cannot collect {}: {}", .0.display(), .1)]
+    Io(PathBuf, #[source] std::io::Error),
+}
+
+/// Runs synchronous storage work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+}
+
+impl FsStore {
+    /// A store rooted at `root` (registry:2's `storage.filesystem.rootdirectory`).
+    /// Fails while an offline garbage collection holds the data dir.
+    pub fn open(root: &Path) -> std::io::Result<FsStore> {
+        FsStore::open_locked(root, DirLock::Shared)
+    }
+
+    /// Opens a store for an offline collection: takes the data-dir lock
+    /// exclusively (fails while a server runs) unless `force`. A dry run
+    /// creates nothing in the data dir (a registry:2 one stays untouched).
+    /// A root that holds no registry data at all is refused rather than
+    /// collected as an empty store (a mistyped root directory).
+    pub fn open_for_gc(root: &Path, force: bool, dry_run: bool) -> Result<FsStore, OpenForGcError> {
+        if !Layout::new(root).v2().is_dir() {
+            return Err(OpenForGcError::NoRegistryData(root.to_path_buf()));
+        }
+        let mode = match (force, dry_run) {
+            (true, _) => DirLock::None,
+            (false, true) => DirLock::ExclusiveIfPresent,
+            (false, false) => DirLock::Exclusive,
+        };
+        FsStore::open_locked(root, mode).map_err(|e| OpenForGcError::Io(root.to_path_buf(), e))
+    }
+
+    fn open_locked(root: &Path, lock: DirLock) -> std::io::Result<FsStore> {
+        let layout = Layout::new(root);
+        if lock != DirLock::ExclusiveIfPresent {
+            fs::create_dir_all(layout.tmp_dir())?;
+            fs::create_dir_all(layout.repositories())?;
+            fs::create_dir_all(layout.blobs())?;
+        }
+        Ok(FsStore {
+            _dir_lock: lock::lock_dir(&layout, lock)?,
+            disk: Disk {
+                layout,
+                guard: GcGuard::default(),
+            },
+            hash_states: HashStates::default(),
+            refresh_after: None,
+        })
+    }
+
+    /// For online GC. docker and friends HEAD a blob, find it, skip the
+    /// upload and later push a manifest naming it; if the blob was garbage
+    /// and older than the grace period, a collection in between would sweep
+    /// it and the manifest push would fail. So a blob that is looked up is
+    /// treated as recently used: its mtime is refreshed (under the push
+    /// guard, which the collector's re-check respects) when older than
+    /// `after`, a fraction of the grace period, so a hot blob costs no write.
+    pub fn refresh_reads(&mut self, after: std::time::Duration) {
+        self.refresh_after = Some(after);
+    }
+}

@@ -1,0 +1,294 @@
+//! [`Store`] for [`FsStore`]: blobs, manifests, tags, the catalog and
+//! referrers (uploads are in [`super::uploads`]). Each operation is one
+//! closure on the blocking pool.
+
+use std::fs::{self, File};
+use std::io::{Seek, SeekFrom};
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use super::io::{list_dir, not_found, read_link, remove_tree};
+use super::layout::{list_digests, Holding};
+use super::{blocking, FsStore};
+use crate::oci::{Descriptor, Digest, Manifest, RepoName, Tag};
+use crate::storage::{ByteStream, Result, Store, StoreError, StoredManifest};
+
+/// Read size when streaming a blob out.
+const READ_CHUNK: usize = 256 << 10;
+
+#[async_trait]
+impl Store for FsStore {
+    async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        let refresh_after = self.refresh_after;
+        blocking(move || {
+            let Some(after) = refresh_after else {
+                return disk.linked_len(&r, &d)?.ok_or(StoreError::BlobUnknown);
+            };
+            let _push = disk.push_guard();
+            if !disk.is_linked(&r, &d)? {
+                return Err(StoreError::BlobUnknown);
+            }
+            let meta = match fs::metadata(disk.layout.blob_data(&d)) {
+                Ok(m) => m,
+                Err(e) if not_found(&e) => return Err(StoreError::BlobUnknown),
+                Err(e) => return Err(e.into()),
+            };
+            let stale = meta
+                .modified()
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > after));
+            if stale {
+                // A read-only data dir can serve without it.
+                let _ = disk.touch_blob(&d);
+            }
+            Ok(meta.len())
+        })
+        .await
+    }
+
+    async fn blob_read(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        let start = range.start;
+        let file = blocking(move || {
+            if disk.linked_len(&r, &d)?.is_none() {
+                return Err(StoreError::BlobUnknown);
+            }
+            let mut f = match File::open(disk.layout.blob_data(&d)) {
+                Ok(f) => f,
+                Err(e) if not_found(&e) => return Err(StoreError::BlobUnknown),
+                Err(e) => return Err(e.into()),
+            };
+            f.seek(SeekFrom::Start(start))?;
+            Ok(f)
+        })
+        .await?;
+        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
+        Ok(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+    }
+
+    async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let (dir, link) = (
+            self.disk.layout.layer(repo, digest),
+            self.disk.layout.layer_link(repo, digest),
+        );
+        blocking(move || {
+            if read_link(&link)?.is_none() {
+                return Err(StoreError::BlobUnknown);
+            }
+            remove_tree(&dir)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_mount(&self, repo: &RepoName, from: &RepoName, digest: &Digest) -> Result<bool> {
+        let (disk, r, f, d) = (
+            self.disk.clone(),
+            repo.clone(),
+            from.clone(),
+            digest.clone(),
+        );
+        blocking(move || {
+            let _push = disk.push_guard();
+            let present = disk.is_layer(&f, &d)? && disk.blob_len(&d)?.is_some();
+            if present {
+                disk.touch_blob(&d)?;
+                disk.write_link(&disk.layout.layer_link(&r, &d), &d)?;
+            }
+            Ok(present)
+        })
+        .await
+    }
+
+    async fn upload_start(&self, repo: &RepoName) -> Result<String> {
+        self.start_upload(repo).await
+    }
+
+    async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<u64> {
+        self.uploaded_size(repo, id).await
+    }
+
+    async fn upload_append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        offset: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        self.append_upload(repo, id, offset, body).await
+    }
+
+    async fn upload_finish(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        body: Option<ByteStream>,
+    ) -> Result<u64> {
+        self.finish_upload(repo, id, digest, body).await
+    }
+
+    async fn upload_cancel(&self, repo: &RepoName, id: &str) -> Result<()> {
+        self.cancel_upload(repo, id).await
+    }
+
+    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest> {
+        let (disk, r, t) = (self.disk.clone(), repo.clone(), tag.clone());
+        blocking(move || {
+            let d = disk
+                .tag_target(&r, t.as_str())?
+                .ok_or(StoreError::ManifestUnknown)?;
+            disk.read_manifest(&r, &d)
+        })
+        .await
+    }
+
+    async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest> {
+        let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        blocking(move || disk.read_manifest(&r, &d)).await
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        tags: &[Tag],
+        bytes: Bytes,
+        manifest: &Manifest,
+        digest: &Digest,
+    ) -> Result<()> {
+        let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        let tags = tags.to_vec();
+        let blobs: Vec<Digest> = manifest
+            .blob_references()
+            .map(|b| b.digest.clone())
+            .collect();
+        let children: Vec<Digest> = manifest
+            .manifests
+            .iter()
+            .map(|m| m.digest.clone())
+            .collect();
+        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        blocking(move || {
+            let _push = disk.push_guard();
+            disk.protect_references(&d, &blobs, &children)?;
+            for b in &blobs {
+                if disk.linked_len(&r, b)?.is_none() {
+                    return Err(StoreError::ManifestBlobUnknown(b.clone()));
+                }
+            }
+            for c in &children {
+                if !disk.has_revision(&r, c)? {
+                    return Err(StoreError::ManifestBlobUnknown(c.clone()));
+                }
+            }
+            if disk.blob_len(&d)?.is_none() {
+                disk.write_blob(&bytes, &d)?;
+            }
+            let layout = &disk.layout;
+            disk.write_link(&layout.revision_link(&r, &d), &d)?;
+            if let Some(s) = &subject {
+                disk.write_link(&layout.referrer_link(&r, s, &d), &d)?;
+            }
+            for t in &tags {
+                disk.write_link(&layout.tag_index_link(&r, t.as_str(), &d), &d)?;
+                disk.write_link(&layout.tag_current_link(&r, t.as_str()), &d)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        blocking(move || {
+            let stored = disk.read_manifest(&r, &d)?;
+            let layout = &disk.layout;
+            for t in list_dir(&layout.tags(&r))? {
+                if disk.tag_target(&r, &t)?.as_ref() == Some(&d) {
+                    remove_tree(&layout.tag(&r, &t))?;
+                } else {
+                    remove_tree(&layout.tag_index_entry(&r, &t, &d))?;
+                }
+            }
+            if let Ok(m) = Manifest::parse(&stored.bytes, None) {
+                if let Some(s) = m.subject {
+                    remove_tree(&layout.referrer(&r, &s.digest, &d))?;
+                }
+            }
+            remove_tree(&layout.revision(&r, &d))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
+        let (disk, r, t) = (self.disk.clone(), repo.clone(), tag.clone());
+        blocking(move || {
+            if disk.tag_target(&r, t.as_str())?.is_none() {
+                return Err(StoreError::ManifestUnknown);
+            }
+            remove_tree(&disk.layout.tag(&r, t.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tags(&self, repo: &RepoName) -> Result<Vec<String>> {
+        let (layout, r) = (self.disk.layout.clone(), repo.clone());
+        blocking(move || {
+            // As in the catalog, a repository is a directory with
+            // `_manifests`; a bare prefix of other names is not one.
+            if !layout.manifests(&r).is_dir() {
+                return Err(StoreError::NameUnknown);
+            }
+            let mut tags: Vec<String> = list_dir(&layout.tags(&r))?
+                .into_iter()
+                .filter(|t| layout.tag_current_link(&r, t).is_file())
+                .collect();
+            tags.sort();
+            Ok(tags)
+        })
+        .await
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        let layout = self.disk.layout.clone();
+        blocking(move || Ok(layout.walk_repositories(Holding::Manifests)?)).await
+    }
+
+    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
+        let (disk, r, s) = (self.disk.clone(), repo.clone(), subject.clone());
+        blocking(move || {
+            let mut out = Vec::new();
+            for d in list_digests(&disk.layout.referrers_of(&r, &s))? {
+                let stored = match disk.read_manifest(&r, &d) {
+                    Ok(m) => m,
+                    Err(StoreError::ManifestUnknown) => continue,
+                    Err(e) => return Err(e),
+                };
+                let Ok(m) = Manifest::parse(&stored.bytes, None) else {
+                    continue;
+                };
+                out.push(Descriptor {
+                    media_type: m.media_type.as_str().to_string(),
+                    digest: d,
+                    size: stored.bytes.len() as u64,
+                    artifact_type: m.effective_artifact_type(),
+                    annotations: m.annotations,
+                    urls: Vec::new(),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
