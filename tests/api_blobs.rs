@@ -1,19 +1,17 @@
 //! Black-box tests of the blob and blob-upload endpoints (end-2, end-4a/b,
 //! end-5, end-6, end-10, end-11, end-13, end-14) against the real binary.
 
-mod api_util;
-mod common;
+mod support;
 
-use api_util::*;
-use common::Registry;
 use reqwest::Method;
+use support::*;
 
 const DELETE_ON: [(&str, &str); 1] = [("REGISTRY_STORAGE_DELETE_ENABLED", "true")];
 
 #[test]
 fn blob_get_and_head_carry_length_digest_etag_and_accept_ranges() {
     let api = Api::start();
-    let data = bytes(1, 1000);
+    let data = noise(1000, 1);
     let d = api.push_blob("lib/blob", &data);
 
     let r = api.get(&format!("/v2/lib/blob/blobs/{d}"));
@@ -40,7 +38,7 @@ fn blob_get_and_head_carry_length_digest_etag_and_accept_ranges() {
 #[test]
 fn blob_range_requests_answer_206_or_416() {
     let api = Api::start();
-    let data = bytes(2, 1000);
+    let data = noise(1000, 2);
     let d = api.push_blob("lib/range", &data);
     let path = format!("/v2/lib/range/blobs/{d}");
     let ranged = |range: &str| api.send(api.req(Method::GET, &path).header("Range", range));
@@ -205,7 +203,7 @@ fn post_starts_an_upload_session() {
 #[test]
 fn monolithic_post_with_digest_is_201() {
     let api = Api::start();
-    let data = bytes(3, 4096);
+    let data = noise(4096, 3);
     let d = sha256(&data);
     let r = api.send(
         api.req(
@@ -233,7 +231,7 @@ fn monolithic_post_with_digest_is_201() {
 #[test]
 fn monolithic_post_with_wrong_digest_is_400_and_stores_nothing() {
     let api = Api::start();
-    let data = bytes(4, 100);
+    let data = noise(100, 4);
     let wrong = sha256(b"other content");
     api.send(
         api.req(
@@ -252,7 +250,7 @@ fn monolithic_post_with_wrong_digest_is_400_and_stores_nothing() {
 #[test]
 fn post_then_put_monolithic_is_201_with_location_and_digest() {
     let api = Api::start();
-    let data = bytes(5, 2000);
+    let data = noise(2000, 5);
     let d = sha256(&data);
     let loc = api.start_upload("lib/pp");
     let r = api.close_upload(&loc, &d, &data);
@@ -266,7 +264,7 @@ fn post_then_put_monolithic_is_201_with_location_and_digest() {
 #[test]
 fn put_accepts_a_percent_encoded_digest_like_go_clients_send() {
     let api = Api::start();
-    let data = bytes(6, 64);
+    let data = noise(64, 6);
     let d = sha256(&data);
     let loc = api.start_upload("lib/enc");
     let url = with_query(&api.url(&loc), &format!("digest={}", d.replace(':', "%3A")));
@@ -286,8 +284,8 @@ fn put_accepts_a_percent_encoded_digest_like_go_clients_send() {
 #[test]
 fn streamed_patch_without_content_range_appends() {
     let api = Api::start();
-    let a = bytes(7, 3000);
-    let b = bytes(8, 5000);
+    let a = noise(3000, 7);
+    let b = noise(5000, 8);
     let all = [a.clone(), b.clone()].concat();
     let d = sha256(&all);
     let loc = api.start_upload("lib/stream");
@@ -320,7 +318,7 @@ fn streamed_patch_without_content_range_appends() {
 #[test]
 fn chunked_patch_in_order_and_out_of_order_416() {
     let api = Api::start();
-    let data = bytes(9, 30);
+    let data = noise(30, 9);
     let d = sha256(&data);
     let loc = api.start_upload("lib/chunks");
 
@@ -382,8 +380,8 @@ fn first_chunk_not_starting_at_zero_is_416() {
 #[test]
 fn put_closes_with_a_final_chunk_after_patches() {
     let api = Api::start();
-    let head = bytes(10, 700);
-    let tail = bytes(11, 300);
+    let head = noise(700, 10);
+    let tail = noise(300, 11);
     let all = [head.clone(), tail.clone()].concat();
     let d = sha256(&all);
     let loc = api.start_upload("lib/final");
@@ -397,7 +395,7 @@ fn put_closes_with_a_final_chunk_after_patches() {
 #[test]
 fn put_with_wrong_digest_is_400_digest_invalid_and_nothing_is_served() {
     let api = Api::start();
-    let data = bytes(12, 500);
+    let data = noise(500, 12);
     let wrong = sha256(b"not this");
     let loc = api.start_upload("lib/wrong");
     let r = api.patch(&loc, &data, None);
@@ -513,7 +511,7 @@ fn upload_session_belongs_to_its_repository() {
 #[test]
 fn pushing_the_same_blob_twice_is_fine() {
     let api = Api::start();
-    let data = bytes(13, 123);
+    let data = noise(123, 13);
     let d1 = api.push_blob("lib/twice", &data);
     let d2 = api.push_blob("lib/twice", &data);
     assert_eq!(d1, d2);
@@ -536,7 +534,7 @@ fn pushing_the_same_blob_twice_is_fine() {
 #[test]
 fn mount_from_a_repository_holding_the_blob_is_201() {
     let api = Api::start();
-    let data = bytes(14, 777);
+    let data = noise(777, 14);
     let d = api.push_blob("src/repo", &data);
 
     let r = api.send(api.req(
@@ -568,7 +566,7 @@ fn mount_from_a_repository_holding_the_blob_is_201() {
 #[test]
 fn mount_of_a_blob_not_in_from_is_202_and_a_normal_upload() {
     let api = Api::start();
-    let data = bytes(15, 321);
+    let data = noise(321, 15);
     let d = sha256(&data);
     // The blob exists in the registry, but not in the `from` repository.
     api.push_blob("third/party", &data);
@@ -592,7 +590,7 @@ fn mount_of_a_blob_not_in_from_is_202_and_a_normal_upload() {
     );
 
     // An unknown `from` repository: also just an upload.
-    let other = bytes(16, 10);
+    let other = noise(10, 16);
     let r = api.send(api.req(
         Method::POST,
         &format!(
@@ -608,7 +606,7 @@ fn mount_of_a_blob_not_in_from_is_202_and_a_normal_upload() {
 #[test]
 fn sha512_digests_work_for_uploads_and_reads() {
     let api = Api::start();
-    let data = bytes(17, 2048);
+    let data = noise(2048, 17);
     let d = sha512(&data);
     assert_eq!(d.len(), 7 + 128);
 
@@ -631,7 +629,7 @@ fn sha512_digests_work_for_uploads_and_reads() {
     assert_eq!(h.must_header("content-length"), "2048");
 
     // Chunked, closed with a sha512 digest.
-    let data2 = bytes(18, 1500);
+    let data2 = noise(1500, 18);
     let d2 = sha512(&data2);
     let loc = api.start_upload("lib/sha512");
     let r = api.patch(&loc, &data2[..1000], Some((0, 999)));
@@ -656,7 +654,7 @@ fn sha512_digests_work_for_uploads_and_reads() {
 #[test]
 fn a_bigger_blob_in_many_chunks_reads_back_intact() {
     let api = Api::start();
-    let data = bytes(19, 6 * 1024 * 1024 + 17);
+    let data = noise(6 * 1024 * 1024 + 17, 19);
     let d = sha256(&data);
     let mut loc = api.start_upload("lib/big");
     let chunk = 1024 * 1024;
@@ -679,7 +677,7 @@ fn upload_survives_a_restart_or_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("data");
     let mut api = Api::on(Registry::start_in(&root, &DELETE_ON, &[]));
-    let data = bytes(20, 5000);
+    let data = noise(5000, 20);
     let d = sha256(&data);
     let loc = api.start_upload("lib/restart");
     let r = api.patch(&loc, &data[..2000], Some((0, 1999)));
@@ -731,7 +729,7 @@ fn chunked_body(data: &[u8]) -> reqwest::blocking::Body {
 #[test]
 fn uploads_with_chunked_transfer_encoding() {
     let api = Api::start();
-    let data = bytes(21, 300_000);
+    let data = noise(300_000, 21);
     let d = sha256(&data);
     let loc = api.start_upload("lib/te");
     let r = api.send(
@@ -755,7 +753,7 @@ fn uploads_with_chunked_transfer_encoding() {
     );
 
     // Monolithic POST with a chunked body.
-    let other = bytes(22, 70_000);
+    let other = noise(70_000, 22);
     let od = sha256(&other);
     api.send(
         api.req(
@@ -792,7 +790,7 @@ fn empty_blob_round_trips() {
 #[test]
 fn one_byte_range_and_whole_range() {
     let api = Api::start();
-    let data = bytes(23, 50);
+    let data = noise(50, 23);
     let d = api.push_blob("lib/r1", &data);
     let path = format!("/v2/lib/r1/blobs/{d}");
     let r = api.send(api.req(Method::GET, &path).header("Range", "bytes=0-0"));
@@ -807,7 +805,7 @@ fn one_byte_range_and_whole_range() {
 #[test]
 fn chunk_whose_content_range_disagrees_with_its_body_is_not_miscounted() {
     let api = Api::start();
-    let data = bytes(24, 20);
+    let data = noise(20, 24);
     let d = sha256(&data);
     let loc = api.start_upload("lib/liar");
     // Claims 10 bytes, sends 5.
@@ -858,7 +856,7 @@ fn upper_case_hex_digest_is_400_digest_invalid() {
 fn closing_put_with_an_out_of_order_content_range_is_416() {
     // The last chunk may come with the PUT; chunks MUST be in order, else 416.
     let api = Api::start();
-    let data = bytes(25, 30);
+    let data = noise(30, 25);
     let d = sha256(&data);
     let loc = api.start_upload("lib/putrange");
     let r = api.patch(&loc, &data[..10], Some((0, 9)));
@@ -887,7 +885,7 @@ fn closing_put_with_an_out_of_order_content_range_is_416() {
 fn concurrent_chunks_at_the_same_offset_apply_once() {
     let api = Api::start();
     for round in 0..5 {
-        let chunk = bytes(26 + round, 256 * 1024);
+        let chunk = noise(256 * 1024, 26 + round);
         let loc = api.start_upload("lib/samechunk");
         let barrier = std::sync::Barrier::new(2);
         let statuses: Vec<u16> = std::thread::scope(|s| {
@@ -917,7 +915,7 @@ fn concurrent_chunks_at_the_same_offset_apply_once() {
 #[test]
 fn a_closing_put_with_the_wrong_digest_ends_the_session() {
     let api = Api::start();
-    let data = bytes(30, 2000);
+    let data = noise(2000, 30);
     let loc = api.start_upload("lib/retry");
     api.patch(&loc, &data[..1000], Some((0, 999))).expect(202);
     // The last chunk is sent with a digest that does not match: refused,

@@ -1,12 +1,10 @@
 //! Black-box tests of the manifest endpoints (end-3, end-7, end-9): every
 //! manifest kind, byte-exact storage, validation errors, size limit, delete.
 
-mod api_util;
-mod common;
+mod support;
 
-use api_util::*;
-use common::Registry;
 use serde_json::{json, Value};
+use support::*;
 
 /// GET and HEAD by `reference` answer `body` with `media_type`.
 fn assert_served(api: &Api, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
@@ -270,7 +268,7 @@ fn manifest_referencing_missing_blobs_is_400_manifest_blob_unknown() {
     no_layer["layers"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"mediaType": OCI_LAYER, "digest": nowhere, "size": 14}));
+        .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": nowhere, "size": 14}));
     for bad in [no_config, no_layer] {
         api.put_manifest(
             "lib/missing",
@@ -286,7 +284,7 @@ fn manifest_referencing_missing_blobs_is_400_manifest_blob_unknown() {
     foreign["layers"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"mediaType": OCI_LAYER, "digest": theirs, "size": 11}));
+        .push(json!({"mediaType": OCI_LAYER_GZIP, "digest": theirs, "size": 11}));
     api.put_manifest(
         "lib/missing",
         "bad",
@@ -676,7 +674,7 @@ fn foreign_layers_with_urls_need_not_be_in_the_registry() {
     api.put_manifest("lib/win", "bad", DOCKER_MANIFEST, &no_urls)
         .expect_error(400, "MANIFEST_BLOB_UNKNOWN");
     let ordinary = manifest(json!({
-        "mediaType": DOCKER_LAYER, "digest": missing, "size": 15,
+        "mediaType": DOCKER_LAYER_GZIP, "digest": missing, "size": 15,
         "urls": ["https://example.invalid/layer"]
     }));
     api.put_manifest("lib/win", "bad", DOCKER_MANIFEST, &ordinary)

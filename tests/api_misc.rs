@@ -2,17 +2,15 @@
 //! referrers, name validation and path traversal, concurrency, and
 //! multi-component names, against the real binary.
 
-mod api_util;
-mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Barrier;
 
-use api_util::*;
-use common::Registry;
 use reqwest::Method;
 use serde_json::{json, Value};
+use support::*;
 
 fn string_list(v: &Value, key: &str) -> Vec<String> {
     v[key]
@@ -51,7 +49,7 @@ fn base_endpoint_answers_200_empty_object() {
 #[test]
 fn api_version_header_is_on_every_kind_of_response() {
     let api = Api::start();
-    let data = bytes(1, 100);
+    let data = noise(100, 1);
     let d = sha256(&data);
     let mut seen = BTreeSet::new();
     let mut check = |r: Resp| {
@@ -853,7 +851,7 @@ fn path_traversal_cannot_read_or_write_outside_the_data_dir() {
 #[test]
 fn concurrent_pushes_of_the_same_blob_all_succeed() {
     let api = Api::start();
-    let data = bytes(500, 2 * 1024 * 1024 + 3);
+    let data = noise(2 * 1024 * 1024 + 3, 500);
     let d = sha256(&data);
     let threads = 6;
     for round in 0..3 {
@@ -962,7 +960,7 @@ fn multi_component_names_work_end_to_end() {
     let api = Api::start();
     let repo = "team/app/web";
     // Chunked blob upload.
-    let layer = bytes(700, 5000);
+    let layer = noise(5000, 700);
     let ld = sha256(&layer);
     let loc = api.start_upload(repo);
     let r = api.patch(&loc, &layer[..2500], Some((0, 2499)));
@@ -975,7 +973,7 @@ fn multi_component_names_work_end_to_end() {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": cd, "size": config.len()},
-        "layers": [{"mediaType": OCI_LAYER, "digest": ld, "size": layer.len()}]
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": ld, "size": layer.len()}]
     }))
     .unwrap();
     let md = api.push_manifest(repo, "v1", OCI_MANIFEST, &m);

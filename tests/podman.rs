@@ -3,15 +3,13 @@
 //! (the catalog). Podman runs rootful with its own vfs store
 //! under a temporary directory; skipped where podman is not installed.
 
-mod common;
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Registry;
-use support::{run, tar, Entry, Out};
+use support::{client, have, run, tar, Entry, Out, Registry};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -57,7 +55,7 @@ impl Podman {
 
 /// The registry's answer to a manifest HEAD: (status, digest, content type).
 fn head_manifest(reg: &Registry, repo: &str, reference: &str) -> (u16, String, String) {
-    let resp = common::client()
+    let resp = client()
         .head(reg.url(&format!("/v2/{repo}/manifests/{reference}")))
         .header(
             "Accept",
@@ -87,7 +85,7 @@ fn head_manifest(reg: &Registry, repo: &str, reference: &str) -> (u16, String, S
 
 #[test]
 fn podman_pushes_pulls_and_lists() {
-    if !common::have("podman") || !Path::new("/etc/containers/policy.json").exists() {
+    if !have("podman") || !Path::new("/etc/containers/policy.json").exists() {
         eprintln!("podman (with /etc/containers/policy.json) not installed: skipped");
         return;
     }
