@@ -4,6 +4,8 @@
 
 use reqwest::header::HeaderMap;
 use reqwest::Method;
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use super::content::*;
@@ -365,4 +367,51 @@ pub fn range_end(r: &Resp) -> u64 {
     assert_eq!(start, "0", "{}: Range must start at 0: {v:?}", r.what);
     end.parse()
         .unwrap_or_else(|_| panic!("{}: bad Range {v:?}", r.what))
+}
+
+/// GET the referrers of `digest` (with `query`), asserting the index
+/// shape; the descriptors by digest.
+pub fn referrers(
+    api: &Api,
+    repo: &str,
+    digest: &str,
+    query: &str,
+) -> (Resp, BTreeMap<String, Value>) {
+    let r = api.get(&format!("/v2/{repo}/referrers/{digest}{query}"));
+    r.expect(200).expect_api_version();
+    let ct = r.must_header("content-type");
+    assert!(ct.starts_with(OCI_INDEX), "referrers Content-Type {ct:?}");
+    let v = r.json();
+    assert_eq!(v["schemaVersion"], 2, "{v}");
+    assert_eq!(v["mediaType"], OCI_INDEX, "{v}");
+    let list = v["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("referrers without manifests array: {v}"));
+    let by_digest = list
+        .iter()
+        .map(|d| (d["digest"].as_str().expect("digest").to_string(), d.clone()))
+        .collect::<BTreeMap<_, _>>();
+    assert_eq!(by_digest.len(), list.len(), "duplicate descriptors: {v}");
+    (r, by_digest)
+}
+
+/// Asserts the descriptor of `body` among `found`.
+pub fn assert_descriptor(
+    found: &BTreeMap<String, Value>,
+    body: &[u8],
+    media_type: &str,
+    artifact_type: Option<&str>,
+    annotations: Value,
+) {
+    let d = sha256(body);
+    let desc = found
+        .get(&d)
+        .unwrap_or_else(|| panic!("{d} not among referrers {found:?}"));
+    assert_eq!(desc["mediaType"], media_type, "{desc}");
+    assert_eq!(desc["size"], body.len(), "{desc}");
+    match artifact_type {
+        Some(t) => assert_eq!(desc["artifactType"], t, "{desc}"),
+        None => assert!(desc.get("artifactType").is_none(), "{desc}"),
+    }
+    assert_eq!(desc["annotations"], annotations, "{desc}");
 }

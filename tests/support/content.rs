@@ -18,6 +18,13 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 pub const EMPTY_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
+/// Artifact and config types of the examples pushed as referrers.
+pub const SBOM: &str = "application/vnd.example.sbom.v1";
+
+pub const SIG: &str = "application/vnd.example.signature.v1";
+
+pub const EXAMPLE_CONFIG: &str = "application/vnd.example.config.v1+json";
+
 /// Every manifest media type a modern client (docker, skopeo) accepts when
 /// pulling a manifest.
 pub const ACCEPT_ALL: &str = "application/vnd.oci.image.manifest.v1+json, \
