@@ -20,9 +20,7 @@ pub const EMPTY_DIGEST: &str =
 
 /// Artifact and config types of the examples pushed as referrers.
 pub const SBOM: &str = "application/vnd.example.sbom.v1";
-
 pub const SIG: &str = "application/vnd.example.signature.v1";
-
 pub const EXAMPLE_CONFIG: &str = "application/vnd.example.config.v1+json";
 
 /// Every manifest media type a modern client (docker, skopeo) accepts when
