@@ -12,8 +12,8 @@
 //! - [`push`]: pushing blobs, manifests and trees; [`snapshot`]: reading a
 //!   whole registry back
 //! - [`tools`]: external commands with time limits, `have(prog)`
-//! - [`auth`], [`gc`]: helpers of the auth and GC test files (not
-//!   re-exported here)
+//! - [`auth`], [`gc`], [`served`]: helpers of the auth, GC and manifest
+//!   test files (not re-exported here)
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
@@ -28,6 +28,7 @@ pub mod layout;
 pub mod push;
 pub mod raw;
 pub mod registry2;
+pub mod served;
 pub mod snapshot;
 pub mod tools;
 
