@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::gc::*;
-use support::{client, noise, sha256, Registry};
+use support::{client, free_port, noise, sha256, Registry};
 
 /// A data dir written by Debian's docker-registry (distribution 2.8.2).
 #[test]
@@ -21,10 +21,7 @@ fn collects_a_docker_registry_data_dir() {
     }
     let (tmp, root) = tmp_root();
     std::fs::create_dir_all(&root).unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let config = tmp.path().join("config.yml");
     std::fs::write(
         &config,
