@@ -3,15 +3,16 @@
 //! pull (a private `dockerd`). Each test is skipped when its tool is missing
 //! (and fails in CI, where the tools are required).
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::dockerd::Dockerd;
-use common::Registry;
 use serde_json::json;
+use support::auth::{add_user_cost, push_image_as};
+use support::dockerd::Dockerd;
+use support::{have, Registry};
 
 const REALM: &str = "Berth clients";
 
@@ -26,15 +27,7 @@ fn start() -> AuthRegistry {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     for (u, p) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["htpasswd", "--file"])
-            .arg(&htpasswd)
-            .args(["add", u, "--password-stdin", "--cost", "4"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{p}").unwrap();
-        assert!(child.wait().unwrap().success());
+        add_user_cost(&htpasswd, u, p, 4);
     }
     let config = dir.path().join("berth.toml");
     std::fs::write(
@@ -93,43 +86,15 @@ fn text(out: &Output) -> String {
 
 /// Pushes a small OCI image over HTTP with Basic credentials.
 fn push_image(reg: &Registry, repo: &str, tag: &str, user: &str, password: &str) {
-    let c = common::client();
     let config =
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-            .to_vec();
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = format!("content of {repo}").into_bytes();
-    for blob in [&config, &layer] {
-        let d = common::sha256(blob);
-        let r = c
-            .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-            .basic_auth(user, Some(password))
-            .body(blob.clone())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": common::sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": common::sha256(&layer), "size": layer.len()}],
-    })
-    .to_string();
-    let r = c
-        .put(reg.url(&format!("/v2/{repo}/manifests/{tag}")))
-        .basic_auth(user, Some(password))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    push_image_as(&reg.base, repo, tag, Some((user, password)), config, &layer);
 }
 
 #[test]
 fn curl_with_and_without_u() {
-    if !common::have("curl") {
+    if !have("curl") {
         return;
     }
     let a = start();
@@ -187,7 +152,7 @@ fn skopeo(policy: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn skopeo_copies_with_creds() {
-    if !common::have("skopeo") {
+    if !have("skopeo") {
         return;
     }
     let a = start();
@@ -288,7 +253,7 @@ fn docker(d: &Dockerd, args: &[&str]) -> Output {
 
 #[test]
 fn docker_login_then_push_and_pull() {
-    if !common::have("docker") || !common::have("dockerd") || !common::have("tar") {
+    if !have("docker") || !have("dockerd") || !have("tar") {
         return;
     }
     let a = start();

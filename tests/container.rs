@@ -11,9 +11,10 @@
 //! Needs root, dockerd, docker and docker-compose; skipped without them
 //! outside CI. Set `BERTH_KEEP_DOCKERD=1` to keep the daemon directory.
 
-mod common;
+mod support;
 
-use common::dockerd::Dockerd;
+use support::dockerd::Dockerd;
+use support::{free_port, have};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
@@ -322,14 +323,6 @@ fn import_busybox(d: &Dockerd, work: &Path, name: &str) {
     must(out, "docker import busybox");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -397,12 +390,12 @@ impl Stack<'_> {
 
 #[test]
 fn image_builds_and_compose_stack_pushes_pulls_and_persists() {
-    if !(common::have("dockerd")
-        && common::have("docker")
-        && common::have("docker-compose")
-        && common::have("tar")
-        && common::have("dpkg-query")
-        && common::have("busybox"))
+    if !(have("dockerd")
+        && have("docker")
+        && have("docker-compose")
+        && have("tar")
+        && have("dpkg-query")
+        && have("busybox"))
     {
         return;
     }

@@ -6,14 +6,13 @@
 //! Set `BERTH_TEST_AGAINST=docker-registry` to run the same steps against
 //! Debian's `docker-registry` instead of Berth (to check the test).
 
-mod common;
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::dockerd::Dockerd;
 use serde_json::Value;
+use support::dockerd::Dockerd;
 use support::{run, run_input, tar, Entry, Flavour, Out, Target, ACCEPT_ALL, DOCKER_MANIFEST};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -105,7 +104,7 @@ fn layer_digests(m: &Value) -> Vec<String> {
 
 #[test]
 fn docker_pushes_pulls_and_runs_images_sharing_a_base_layer() {
-    if !common::have("docker") || !common::have("dockerd") {
+    if !support::have("docker") || !support::have("dockerd") {
         return;
     }
     assert!(

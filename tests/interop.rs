@@ -6,7 +6,6 @@
 //! schema 2 image, a Docker manifest list, a nested repository name, several
 //! tags on one manifest and a manifest deleted by digest.
 
-mod common;
 mod support;
 
 use std::path::Path;
@@ -17,7 +16,7 @@ use support::{
 };
 
 fn have_tools() -> bool {
-    common::have("docker-registry") && common::have("skopeo") && common::have("gzip")
+    support::have("docker-registry") && support::have("skopeo") && support::have("gzip")
 }
 
 /// What both tests push.
@@ -230,8 +229,8 @@ fn pull_multi(host: &str, work: &Path, c: &Content) {
     }
 }
 
-fn berth_in(root: &Path) -> common::Registry {
-    common::Registry::start_in(root, &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")], &[])
+fn berth_in(root: &Path) -> support::Registry {
+    support::Registry::start_in(root, &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")], &[])
 }
 
 #[test]

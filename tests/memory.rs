@@ -3,7 +3,7 @@
 //! RSS by well under 64 MiB. The blob is generated and hashed on the fly;
 //! neither side ever holds it.
 
-mod common;
+mod support;
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -48,7 +48,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 
 #[test]
 fn a_2_gib_push_and_pull_adds_under_64_mib_rss() {
-    let reg = common::Registry::start();
+    let reg = support::Registry::start();
     let c = reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(600))
         .build()

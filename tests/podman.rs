@@ -3,15 +3,13 @@
 //! (the catalog). Podman runs rootful with its own vfs store
 //! under a temporary directory; skipped where podman is not installed.
 
-mod common;
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Registry;
-use support::{run, tar, Entry, Out};
+use support::{client, have, run, tar, Entry, Out, Registry, ACCEPT_ALL, OCI_MANIFEST};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -57,18 +55,9 @@ impl Podman {
 
 /// The registry's answer to a manifest HEAD: (status, digest, content type).
 fn head_manifest(reg: &Registry, repo: &str, reference: &str) -> (u16, String, String) {
-    let resp = common::client()
+    let resp = client()
         .head(reg.url(&format!("/v2/{repo}/manifests/{reference}")))
-        .header(
-            "Accept",
-            [
-                "application/vnd.oci.image.manifest.v1+json",
-                "application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.v2+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json",
-            ]
-            .join(", "),
-        )
+        .header("Accept", ACCEPT_ALL)
         .send()
         .expect("HEAD manifest");
     let header = |k: &str| {
@@ -87,7 +76,7 @@ fn head_manifest(reg: &Registry, repo: &str, reference: &str) -> (u16, String, S
 
 #[test]
 fn podman_pushes_pulls_and_lists() {
-    if !common::have("podman") || !Path::new("/etc/containers/policy.json").exists() {
+    if !have("podman") || !Path::new("/etc/containers/policy.json").exists() {
         eprintln!("podman (with /etc/containers/policy.json) not installed: skipped");
         return;
     }
@@ -119,7 +108,7 @@ fn podman_pushes_pulls_and_lists() {
     );
     let (status, oci_digest, oci_type) = head_manifest(&reg, "pod/hello", "oci");
     assert_eq!(status, 200);
-    assert_eq!(oci_type, "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(oci_type, OCI_MANIFEST);
     assert_ne!(v1_digest, oci_digest);
 
     // Pull back into an empty store, by tag and by digest.

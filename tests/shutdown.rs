@@ -2,12 +2,12 @@
 //! request in flight (a slow chunk upload) finish, exits 0, and the upload
 //! it was in the middle of is intact after a restart.
 
-mod common;
+mod support;
 
 use std::io::Read;
 use std::time::Duration;
 
-use common::{sha256, Registry};
+use support::{client, sha256, Registry};
 
 /// A body that arrives slowly: `chunks` pieces of `data`, `pause` apart.
 struct Slow {
@@ -35,7 +35,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
     let mut reg = Registry::start_in(&root, &[], &[]);
-    let c = common::client();
+    let c = client();
     let resp = c
         .post(reg.url("/v2/slow/up/blobs/uploads/"))
         .send()

@@ -7,7 +7,6 @@
 //! Set `BERTH_TEST_AGAINST=docker-registry` to run the same steps against
 //! Debian's `docker-registry` instead of Berth (to check the tests).
 
-mod common;
 mod support;
 
 use serde_json::Value;
@@ -17,7 +16,7 @@ use support::{
 };
 
 fn have_tools() -> bool {
-    common::have("skopeo") && common::have("gzip")
+    support::have("skopeo") && support::have("gzip")
 }
 
 fn json(out: &str) -> Value {
@@ -346,7 +345,7 @@ fn skopeo_converts_to_docker_schema2_and_reports_unknown_names() {
     assert_eq!(m["schemaVersion"], 2);
     let info =
         json(&skopeo_ok(&["inspect", "--tls-verify=false", &t.docker("skopeo/v2s2:v1")]).stdout);
-    assert_eq!(info["Digest"], common::sha256(raw.as_bytes()).as_str());
+    assert_eq!(info["Digest"], support::sha256(raw.as_bytes()).as_str());
     assert_eq!(info["Labels"]["berth.test"], "amd64:converted\n");
     // The layer is the same blob, only the manifest changed.
     assert_eq!(info["Layers"], serde_json::json!(img.layer_digests()));
