@@ -12,6 +12,7 @@
 //! - [`push`]: pushing blobs, manifests and trees; [`snapshot`]: reading a
 //!   whole registry back
 //! - [`tools`]: external commands with time limits, `have(prog)`
+//! - [`inprocess`]: the real application in-process, driven with `oneshot`
 //! - [`auth`], [`gc`], [`served`]: helpers of the auth, GC and manifest
 //!   test files (not re-exported here)
 #![allow(dead_code, unused_imports)]
@@ -24,6 +25,7 @@ pub mod gc;
 pub mod harness;
 pub mod http;
 pub mod image;
+pub mod inprocess;
 pub mod layout;
 pub mod push;
 pub mod raw;
