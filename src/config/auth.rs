@@ -91,14 +91,7 @@ impl AuthConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::config::{test_env as env, Config};
 
     #[test]
     fn registry2_environment() {

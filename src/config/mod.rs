@@ -105,16 +105,20 @@ impl Config {
     }
 }
 
+/// An environment of `pairs`, for the tests of every section.
+#[cfg(test)]
+fn test_env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use super::test_env as env;
 
     #[test]
     fn defaults_and_env() {

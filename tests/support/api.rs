@@ -56,18 +56,7 @@ impl Resp {
 
     /// The `code`s of an OCI error body (empty if the body is not one).
     pub fn error_codes(&self) -> Vec<String> {
-        let v: Value = match serde_json::from_slice(&self.body) {
-            Ok(v) => v,
-            Err(_) => return vec![],
-        };
-        v["errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["code"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        super::http::error_codes(&self.body)
     }
 
     /// Asserts `status`, the spec's JSON error shape, that `code` is among the

@@ -127,3 +127,16 @@ pub fn param(url: &str, key: &str) -> Option<String> {
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
 }
+
+/// The `code`s of an OCI error body (empty if the body is not one).
+pub fn error_codes(body: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    v["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["code"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -25,16 +25,9 @@ impl RawResp {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `code`s of an OCI error body (empty if the body is not one).
     pub fn error_codes(&self) -> Vec<String> {
-        let v: Value = serde_json::from_slice(&self.body).unwrap_or(Value::Null);
-        v["errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["code"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+        super::http::error_codes(&self.body)
     }
 }
 

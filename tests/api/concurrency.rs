@@ -1,7 +1,7 @@
 //! Black-box tests of concurrent pushes: the same blob from many clients,
 //! and many manifests to the same tag, against the real binary.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::sync::Barrier;

@@ -2,7 +2,7 @@
 //! digest, filtering by artifact type, `OCI-Subject`, deletion, against
 //! the real binary.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::*;

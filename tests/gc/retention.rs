@@ -2,7 +2,7 @@
 //! which tags are retired, what goes along with them, and bad rules.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! encoding, many chunks, and concurrent chunks at one offset, against the
 //! real binary.
 
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use support::*;

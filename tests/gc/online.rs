@@ -2,7 +2,7 @@
 //! while clients push and pull; a blob a client found by HEAD survives.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Start-up with authentication, black-box: the initial user that
 //! bootstraps a missing htpasswd file, and the errors when it is missing.
 
-mod support;
+use crate::support;
 
 use support::auth::*;
 

@@ -1,7 +1,7 @@
 //! Black-box tests of `tags/list`: lexical order, pagination with `n`,
 //! `last` and `Link`, and bad pagination numbers, against the real binary.
 
-mod support;
+use crate::support;
 
 use support::*;
 

@@ -2,7 +2,7 @@
 //! names of many components and names that look like endpoints, and path
 //! traversal that must not leave the data dir, against the real binary.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! carries (the API version header, JSON error bodies, 405 for methods an
 //! endpoint does not take), against the real binary.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Access control, black-box: per-repository rules for users and groups,
 //! anonymous pull, and a catalog filtered by what the caller may pull.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::auth::*;

@@ -3,7 +3,7 @@
 //! content types, tags moving, DELETE, visibility and restarts, against
 //! the real binary.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::served::*;

@@ -2,7 +2,7 @@
 //! and ranges, 404s, per-repository visibility, digests (malformed, upper
 //! case, sha512), and DELETE, against the real binary.
 
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use support::*;

@@ -2,7 +2,7 @@
 //! file, spoken to over HTTP. Challenges, good and bad passwords, and the
 //! lockout after repeated failures.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! digest, cancelling, unknown sessions, cross-repository mounts, and a
 //! restart mid-upload, against the real binary.
 
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use support::*;

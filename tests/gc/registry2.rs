@@ -2,7 +2,7 @@
 //! `docker-registry`), black-box.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

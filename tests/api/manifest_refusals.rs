@@ -3,7 +3,7 @@
 //! over the limit; and foreign layers it need not have, against the real
 //! binary.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::served::*;

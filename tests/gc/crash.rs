@@ -2,7 +2,7 @@
 //! deletion leaves every live image pullable.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-mod support;
+use crate::support;
 
 use support::gc::*;
 use support::{client, noise, Registry, R};

@@ -2,7 +2,7 @@
 //! names that sort differently by byte and by path component, against the
 //! real binary.
 
-mod support;
+use crate::support;
 
 use reqwest::Method;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! referrers, odd manifests, half-pushed repositories, the lock.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

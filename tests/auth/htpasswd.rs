@@ -1,7 +1,7 @@
 //! The htpasswd file, black-box: lines Berth cannot use, changes picked up
 //! without a restart, and the `berth htpasswd` subcommand.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

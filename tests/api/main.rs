@@ -1,0 +1,17 @@
+//! Black-box tests of the API endpoints against the real binary, one
+//! module per topic (one test binary: fewer to build and link).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod base;
+mod blobs;
+mod catalog;
+mod concurrency;
+mod manifest_refusals;
+mod manifests;
+mod names;
+mod referrers;
+mod tags;
+mod upload_chunks;
+mod uploads;
