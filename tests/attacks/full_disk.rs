@@ -1,0 +1,1 @@
+//! (tests of this door are added with its fix)
