@@ -66,7 +66,7 @@ proptest! {
         let mut bad = good.clone();
         match how {
             0 => { bad.remove(i); }
-            1 => bad.insert_str(i, "0"),
+            1 => bad.insert(i, '0'),
             2 => bad.replace_range(i..i + 1, &c),
             _ => bad = bad.to_uppercase(),
         }

@@ -84,10 +84,11 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(prop::sample::Index, u8, u8)]) -> Vec<u8
             }
             2 => bytes.insert(i, *b),
             3 => {
-                bytes[i] = bytes[i]
-                    .is_ascii_lowercase()
-                    .then(|| bytes[i].to_ascii_uppercase())
-                    .unwrap_or(bytes[i].to_ascii_lowercase())
+                bytes[i] = if bytes[i].is_ascii_lowercase() {
+                    bytes[i].to_ascii_uppercase()
+                } else {
+                    bytes[i].to_ascii_lowercase()
+                }
             }
             _ => {
                 let tail = bytes[i..].to_vec();
