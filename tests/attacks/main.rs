@@ -12,4 +12,5 @@ mod manifest_work;
 mod mount;
 mod referrers;
 mod slow_clients;
+mod stress;
 mod uploads;

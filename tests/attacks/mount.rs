@@ -120,7 +120,11 @@ fn a_mount_from_a_forbidden_repository_never_links_the_blob_over_http2() {
         // HTTP/2 bounds the header block (16 KiB): a longer query is
         // refused before it reaches the registry, which is as safe.
         let refused_as_too_long = q.len() > 16 << 10 && code == "431";
-        assert!(code == "202" || refused_as_too_long, "{}: {code}", shown(&q));
+        assert!(
+            code == "202" || refused_as_too_long,
+            "{}: {code}",
+            shown(&q)
+        );
         let (_, code) = curl("GET", &format!("/v2/team-a/x/blobs/{digest}"), ALICE);
         assert_eq!(code, "404", "{}: blob leaked over HTTP/2", shown(&q));
     }
