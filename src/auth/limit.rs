@@ -77,7 +77,10 @@ impl Record {
     fn live(&self, window: Duration, now: Instant) -> bool {
         self.blocked_until.is_some_and(|u| u > now)
             || self.trusted_until.is_some_and(|u| u > now)
-            || self.recent.back().is_some_and(|&t| now.duration_since(t) < window)
+            || self
+                .recent
+                .back()
+                .is_some_and(|&t| now.duration_since(t) < window)
     }
 }
 
@@ -103,7 +106,10 @@ pub struct FailureLimiter {
 }
 
 fn mask(bits: u32, prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0) & bits
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0)
+        & bits
 }
 
 impl FailureLimiter {
@@ -115,7 +121,7 @@ impl FailureLimiter {
                 duration: config.duration,
             },
             user: Limit {
-                failures: config.user_failures,
+                failures: config.user_failures(),
                 window: config.user_window,
                 duration: config.user_duration,
             },
@@ -140,9 +146,7 @@ impl FailureLimiter {
 
     /// The address group `ip` is counted in.
     fn group_of(&self, ip: IpAddr) -> IpAddr {
-        let v4 = |v4: Ipv4Addr| {
-            IpAddr::V4(Ipv4Addr::from(mask(u32::from(v4), self.ipv4_prefix)))
-        };
+        let v4 = |v4: Ipv4Addr| IpAddr::V4(Ipv4Addr::from(mask(u32::from(v4), self.ipv4_prefix)));
         match ip {
             IpAddr::V4(a) => v4(a),
             IpAddr::V6(a) => match a.to_ipv4_mapped() {
@@ -173,8 +177,12 @@ impl FailureLimiter {
             return Admit::Refused(w);
         }
         let locked = [
-            (self.group.failures > 0).then(|| wait(Key::Group(group))).flatten(),
-            (self.user.failures > 0).then(|| wait(Key::User(user.to_string()))).flatten(),
+            (self.group.failures > 0)
+                .then(|| wait(Key::Group(group)))
+                .flatten(),
+            (self.user.failures > 0)
+                .then(|| wait(Key::User(user.to_string())))
+                .flatten(),
         ]
         .into_iter()
         .flatten()
@@ -212,10 +220,8 @@ impl FailureLimiter {
         let group = self.group_of(ip);
         let (g, u, p) = (self.group, self.user, self.pair_limit());
         self.with_records(|records, now| {
-            let mut locked = records
-                .entry(Key::Group(group))
-                .or_default()
-                .fail(g, now);
+            let mut locked =
+                g.failures > 0 && records.entry(Key::Group(group)).or_default().fail(g, now);
             if known && u.failures > 0 {
                 locked |= records
                     .entry(Key::User(user.to_string()))
@@ -263,7 +269,7 @@ mod tests {
             failures,
             window: Duration::from_millis(window_ms),
             duration: Duration::from_millis(duration_ms),
-            user_failures: 0,
+            user_failures: Some(0),
             ..Lockout::default()
         })
     }
@@ -332,9 +338,29 @@ mod tests {
     }
 
     #[test]
+    fn no_failures_no_lockout_unless_the_user_limit_is_set() {
+        let off = Lockout {
+            failures: 0,
+            ..Lockout::default()
+        };
+        assert_eq!(off.user_failures(), 0);
+        assert_eq!(Lockout::default().user_failures(), 20);
+        let l = FailureLimiter::new(Lockout {
+            user_failures: Some(1),
+            ..off
+        });
+        let a = ip("10.0.0.1");
+        assert!(!l.failed(a, "x", false));
+        assert!(!l.failed(a, "x", false));
+        assert_eq!(l.admit(a, "x"), Admit::Open);
+        assert!(l.failed(a, "alice", true));
+        assert!(refused(l.admit(ip("10.0.0.2"), "alice")));
+    }
+
+    #[test]
     fn a_user_is_locked_from_every_address() {
         let l = FailureLimiter::new(Lockout {
-            user_failures: 2,
+            user_failures: Some(2),
             ..Lockout::default()
         });
         assert!(!l.failed(ip("10.0.0.1"), "alice", true));

@@ -78,8 +78,9 @@ pub struct Lockout {
     pub ipv4_prefix: u8,
     /// IPv6 clients are counted by this many leading bits (64: each /64).
     pub ipv6_prefix: u8,
-    /// 0 disables the per-user limit.
-    pub user_failures: u32,
+    /// 0 disables the per-user limit. Unset: 20, or 0 when `failures` is 0
+    /// (so that `failures = 0` still turns the whole lockout off).
+    pub user_failures: Option<u32>,
     #[serde(deserialize_with = "duration::human")]
     pub user_window: Duration,
     #[serde(deserialize_with = "duration::human")]
@@ -94,7 +95,7 @@ impl Default for Lockout {
             duration: Duration::from_secs(60),
             ipv4_prefix: 32,
             ipv6_prefix: 64,
-            user_failures: 20,
+            user_failures: None,
             user_window: Duration::from_secs(300),
             user_duration: Duration::from_secs(300),
         }
@@ -102,15 +103,22 @@ impl Default for Lockout {
 }
 
 impl Lockout {
+    /// The per-user limit in force (see [`Lockout::user_failures`]).
+    pub fn user_failures(&self) -> u32 {
+        match self.user_failures {
+            Some(n) => n,
+            None if self.failures == 0 => 0,
+            None => 20,
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.failures > 0 && (self.window.is_zero() || self.duration.is_zero()) {
             return Err("access.lockout window and duration must be more than 0".into());
         }
-        if self.user_failures > 0 && (self.user_window.is_zero() || self.user_duration.is_zero())
+        if self.user_failures() > 0 && (self.user_window.is_zero() || self.user_duration.is_zero())
         {
-            return Err(
-                "access.lockout user_window and user_duration must be more than 0".into(),
-            );
+            return Err("access.lockout user_window and user_duration must be more than 0".into());
         }
         if self.ipv4_prefix > 32 {
             return Err("access.lockout ipv4_prefix must be 0 to 32".into());
@@ -203,10 +211,14 @@ mod tests {
         assert_eq!(c.access.lockout.duration.as_secs(), 120);
         assert_eq!(c.access.lockout.ipv4_prefix, 24);
         assert_eq!(c.access.lockout.ipv6_prefix, 64);
-        assert_eq!(c.access.lockout.user_failures, 7);
+        assert_eq!(c.access.lockout.user_failures(), 7);
         assert_eq!(c.access.lockout.user_window.as_secs(), 60);
         assert_eq!(c.access.lockout.user_duration.as_secs(), 300);
-        for bad in ["ipv4_prefix = 33", "ipv6_prefix = 129", "user_window = \"0s\""] {
+        for bad in [
+            "ipv4_prefix = 33",
+            "ipv6_prefix = 129",
+            "user_window = \"0s\"",
+        ] {
             std::fs::write(&p, format!("[access.lockout]\n{bad}\n")).unwrap();
             let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
             assert!(e.contains("access.lockout"), "{bad}: {e}");

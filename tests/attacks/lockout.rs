@@ -129,11 +129,7 @@ fn a_user_logged_in_from_a_locked_address_keeps_working() {
     for i in 0..3 {
         expect_challenge(login(&office, &s, "bob", &format!("guess-{i}")));
     }
-    expect_error(
-        login(&office, &s, "bob", "guess-3"),
-        429,
-        "TOOMANYREQUESTS",
-    );
+    expect_error(login(&office, &s, "bob", "guess-3"), 429, "TOOMANYREQUESTS");
     // alice, already logged in from there, keeps working.
     for _ in 0..5 {
         assert_eq!(status(login(&office, &s, "alice", "alice-secret")), 200);
