@@ -370,7 +370,12 @@ impl FsStore {
         .await;
         let mut sink = match opened {
             Ok((sink, rehashed)) => {
-                if rehashed {
+                if rehashed && sink.size > 0 {
+                    tracing::debug!(
+                        upload = id,
+                        bytes = sink.size,
+                        "upload hash state rebuilt from disk"
+                    );
                     *state = Some((sink.size, sink.hasher.clone()));
                 }
                 sink
