@@ -2,6 +2,9 @@
 //! in-memory cache of each session's running hash so that a chunked upload
 //! is hashed once, not re-read at every chunk. The cache is only a shortcut:
 //! a restarted server (or another replica) rebuilds the state from `data`.
+//! A chunk is all or nothing: one that fails midway (full disk, broken body)
+//! is truncated away and leaves the cached state as it was. The sessions
+//! open are counted and bounded ([`FsStore::limit_uploads`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
