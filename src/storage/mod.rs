@@ -40,8 +40,39 @@ pub enum StoreError {
     ManifestBlobUnknown(Digest),
     #[error("the request body could not be read: {0}")]
     Body(io::Error),
+    /// Too many upload sessions open: in `repository` when it names one,
+    /// else in the whole registry; `limit` is the bound that was hit.
+    #[error("too many upload sessions open ({limit})")]
+    TooManyUploads {
+        repository: Option<String>,
+        limit: usize,
+    },
+    /// The disk (or the quota) holding the data dir is full: a failed write
+    /// frees what it wrote, so retrying once space is freed works.
+    #[error("storage full: {0}")]
+    StorageFull(io::Error),
     #[error("storage I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl StoreError {
+    /// Is `e` a full disk or an exceeded quota (ENOSPC, EDQUOT)?
+    pub fn is_storage_full(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) || matches!(e.raw_os_error(), Some(28 | 122))
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> StoreError {
+        if StoreError::is_storage_full(&e) {
+            StoreError::StorageFull(e)
+        } else {
+            StoreError::Io(e)
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
