@@ -29,8 +29,10 @@ fn mtime(path: &PathBuf) -> SystemTime {
 
 fn blob_data(reg: &Registry, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap();
-    reg.root
-        .join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    reg.root.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ))
 }
 
 /// A blob that looks like a big image manifest: `n` layer digests.
@@ -57,12 +59,18 @@ fn an_index_naming_children_that_are_not_manifests_of_the_repository_touches_non
     // Children as blobs: layers of this repository and of another one,
     // each a manifest's worth of digests, but no revision of `repo`.
     let mut children = Vec::new();
-    for (i, owner) in ["work/index", "work/other", "work/other"].iter().enumerate() {
+    for (i, owner) in ["work/index", "work/other", "work/other"]
+        .iter()
+        .enumerate()
+    {
         let body = manifest_like_blob(10_000, i as u64);
         let d = api.push_blob(owner, &body);
         children.push((d, body.len()));
     }
-    let paths: Vec<PathBuf> = children.iter().map(|(d, _)| blob_data(&api.reg, d)).collect();
+    let paths: Vec<PathBuf> = children
+        .iter()
+        .map(|(d, _)| blob_data(&api.reg, d))
+        .collect();
     let old: Vec<SystemTime> = paths.iter().map(age).collect();
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -104,7 +112,11 @@ fn a_manifest_naming_a_blob_of_another_repository_is_refused_and_leaves_it_untou
     for layer in [&secret, &absent] {
         let r = api.put_manifest("mine/app", "v1", OCI_MANIFEST, &manifest(layer));
         r.expect_error(400, "MANIFEST_BLOB_UNKNOWN");
-        assert_eq!(r.json()["errors"][0]["detail"]["digest"], layer.as_str(), "{r}");
+        assert_eq!(
+            r.json()["errors"][0]["detail"]["digest"],
+            layer.as_str(),
+            "{r}"
+        );
     }
     assert_eq!(mtime(&path), old, "the other repository's blob was touched");
     // Once linked here (mounted), the same manifest is accepted.
@@ -149,13 +161,19 @@ fn heads_of_a_large_manifest_parse_nothing() {
         let r = api.head_manifest(repo, "v1");
         r.expect(200);
         assert_eq!(r.header("content-type").as_deref(), Some(OCI_MANIFEST));
-        assert_eq!(r.header("docker-content-digest").as_deref(), Some(d.as_str()));
+        assert_eq!(
+            r.header("docker-content-digest").as_deref(),
+            Some(d.as_str())
+        );
     }
     let r = api.get_manifest(repo, &d);
     r.expect(200);
     assert_eq!(r.body, m);
     let spent = cpu_ticks(pid) - before;
-    eprintln!("21 requests for a {} byte manifest: {spent} ticks of server CPU", m.len());
+    eprintln!(
+        "21 requests for a {} byte manifest: {spent} ticks of server CPU",
+        m.len()
+    );
     // 100 ticks a second: well under a second for all of them.
     assert!(spent < 60, "{spent} ticks of CPU for 21 requests");
 }
@@ -192,4 +210,33 @@ fn manifests_and_referrers_stored_without_berth_records_are_still_served() {
         let (_, after) = referrers(&api, repo, &sd, &format!("?artifactType={SBOM}"));
         assert_eq!(after, before);
     }
+}
+
+#[test]
+fn collection_leaves_no_record_of_a_revision_it_removes() {
+    use crate::support::gc::{gc_json, tmp_root};
+    let (_tmp, root) = tmp_root();
+    let api = Api::on(Registry::start_in(
+        &root,
+        &[("REGISTRY_STORAGE_DELETE_ENABLED", "true")],
+        &[],
+    ));
+    let repo = "work/gc";
+    let (_, old) = api.push_oci_image(repo, "v1", 5);
+    let (subject, live) = api.push_oci_image(repo, "v1", 6);
+    let sig = api.artifact(repo, SIG, Some((&live, subject.len())), json!({"k": "v"}));
+    let sig_d = api.push_manifest(repo, &sha256(&sig), OCI_MANIFEST, &sig);
+    drop(api);
+    let berth = root.join(format!("docker/registry/v2/repositories/{repo}/_berth"));
+    let record = |d: &str| berth.join(format!("revisions/sha256/{}", &d[7..]));
+    assert!(record(&old).is_dir() && record(&live).is_dir() && record(&sig_d).is_dir());
+    let report = gc_json(&root, &["--delete-untagged"]);
+    assert!(
+        !record(&old).exists(),
+        "a record outlived its revision: {report}"
+    );
+    assert!(
+        record(&live).is_dir() && record(&sig_d).is_dir(),
+        "{report}"
+    );
 }

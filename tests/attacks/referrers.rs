@@ -38,13 +38,19 @@ fn all_pages(api: &Api, first: &str, filtered: bool) -> (Vec<String>, usize) {
         assert!(!list.is_empty(), "an empty page before the end");
         for d in list {
             assert_eq!(d["artifactType"], SBOM, "{}", d["digest"]);
-            assert_eq!(d["annotations"]["big"].as_str().map(str::len), Some(ANNOTATION));
+            assert_eq!(
+                d["annotations"]["big"].as_str().map(str::len),
+                Some(ANNOTATION)
+            );
             digests.push(d["digest"].as_str().expect("digest").to_string());
         }
     }
     if filtered {
         let r = api.get(first);
-        assert_eq!(r.header("oci-filters-applied").as_deref(), Some("artifactType"));
+        assert_eq!(
+            r.header("oci-filters-applied").as_deref(),
+            Some("artifactType")
+        );
     }
     (digests, pages.len())
 }
@@ -57,7 +63,12 @@ fn referrers_of_large_manifests_are_paged_and_keep_server_memory_flat() {
     let mut pushed = BTreeSet::new();
     for i in 0..REFERRERS {
         let big = format!("{i}{}", "x".repeat(ANNOTATION - 1));
-        let m = api.artifact(repo, SBOM, Some((&sd, subject.len())), json!({ "big": big }));
+        let m = api.artifact(
+            repo,
+            SBOM,
+            Some((&sd, subject.len())),
+            json!({ "big": big }),
+        );
         pushed.insert(api.push_manifest(repo, &sha256(&m), OCI_MANIFEST, &m));
     }
     // Another kind, which the filter leaves out.
@@ -87,7 +98,10 @@ fn referrers_of_large_manifests_are_paged_and_keep_server_memory_flat() {
         // In digest order, each once, all of them, over several pages.
         let sorted: Vec<String> = pushed.iter().cloned().collect();
         assert_eq!(digests, &sorted);
-        assert!(*pages > 1, "{REFERRERS} referrers of 3 MB came in one response");
+        assert!(
+            *pages > 1,
+            "{REFERRERS} referrers of 3 MB came in one response"
+        );
     }
     assert!(
         peak.saturating_sub(idle) < LIMIT_KIB,
@@ -102,7 +116,11 @@ fn referrers_of_large_manifests_are_paged_and_keep_server_memory_flat() {
         .sum();
     assert_eq!(total, REFERRERS + 1);
     for (p, _) in &pages {
-        assert!(p.to_string().len() < 8 << 20, "a page of {} bytes", p.to_string().len());
+        assert!(
+            p.to_string().len() < 8 << 20,
+            "a page of {} bytes",
+            p.to_string().len()
+        );
     }
 }
 

@@ -178,7 +178,10 @@ impl Disk {
         let _push = self.push_guard();
         if let Ok(Some(link)) = read_link(&self.layout.revision_link(r, d)) {
             if link == *d {
-                let _ = self.write_atomic(&self.layout.revision_media_type(r, d), mt.as_str().as_bytes());
+                let _ = self.write_atomic(
+                    &self.layout.revision_media_type(r, d),
+                    mt.as_str().as_bytes(),
+                );
             }
         }
     }
@@ -232,7 +235,13 @@ impl Disk {
         Ok(())
     }
 
-    fn protect_closure(&self, r: &RepoName, d: &Digest, depth: usize, walk: &mut Walk) -> Result<()> {
+    fn protect_closure(
+        &self,
+        r: &RepoName,
+        d: &Digest,
+        depth: usize,
+        walk: &mut Walk,
+    ) -> Result<()> {
         if depth > MAX_DEPTH || !walk.seen.insert(d.clone()) {
             return Ok(());
         }
@@ -274,5 +283,48 @@ impl Disk {
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Algorithm;
+
+    #[test]
+    fn a_push_whose_children_name_too_many_descriptors_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk {
+            layout: Layout::new(tmp.path()),
+            guard: GcGuard::default(),
+        };
+        std::fs::create_dir_all(disk.layout.tmp_dir()).unwrap();
+        let r: RepoName = "a/b".parse().unwrap();
+        // Each digest counts twice (as a blob and as a manifest to follow).
+        let per_child = MAX_FOLLOWED_DESCRIPTORS / 4 + 1;
+        let mut children = Vec::new();
+        for c in 0..2u64 {
+            // Not JSON: every digest it spells is followed.
+            let bytes: String = (0..per_child as u64)
+                .map(|i| {
+                    format!(
+                        "{} ",
+                        Digest::of(Algorithm::Sha256, &(c << 32 | i).to_le_bytes())
+                    )
+                })
+                .collect();
+            let bytes = Bytes::from(bytes);
+            let d = Digest::of(Algorithm::Sha256, &bytes);
+            disk.write_blob(&bytes, &d).unwrap();
+            disk.write_link(&disk.layout.revision_link(&r, &d), &d)
+                .unwrap();
+            children.push(d);
+        }
+        let m = Digest::of(Algorithm::Sha256, b"index");
+        assert!(disk.protect_references(&r, &m, &[], &children[..1]).is_ok());
+        assert!(matches!(
+            disk.protect_references(&r, &m, &[], &children),
+            Err(StoreError::ManifestTooComplex(_))
+        ));
     }
 }

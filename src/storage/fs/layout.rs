@@ -171,7 +171,12 @@ impl Layout {
         self.referrer(r, subject, referrer).join("link")
     }
     /// The referrer's descriptor, serialized as served in a referrers list.
-    pub fn referrer_descriptor(&self, r: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {
+    pub fn referrer_descriptor(
+        &self,
+        r: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> PathBuf {
         self.referrer(r, subject, referrer).join("descriptor")
     }
     /// The referrer's artifactType (empty: none), read to filter a list.

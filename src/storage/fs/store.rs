@@ -320,14 +320,17 @@ impl Store for FsStore {
                 if q.after.as_ref().is_some_and(|a| d <= *a) {
                     continue;
                 }
-                if read_link(&layout.revision_link(&r, &d))?.as_ref() != Some(&d) {
+                if !disk.has_revision(&r, &d)? {
                     continue;
                 }
                 let Some((record, size, artifact_type)) = referrer_record(&disk, &r, &s, &d)?
                 else {
                     continue;
                 };
-                if q.artifact_type.as_ref().is_some_and(|t| *t != artifact_type) {
+                if q.artifact_type
+                    .as_ref()
+                    .is_some_and(|t| *t != artifact_type)
+                {
                     continue;
                 }
                 let full = entries.len() >= q.max_count.max(1)
@@ -388,7 +391,9 @@ fn referrer_record(
     let artifact_type = desc.artifact_type.unwrap_or_default();
     let _push = disk.push_guard();
     let written = read_link(&layout.referrer_link(r, s, d))?.as_ref() == Some(d)
-        && disk.write_atomic(&type_path, artifact_type.as_bytes()).is_ok()
+        && disk
+            .write_atomic(&type_path, artifact_type.as_bytes())
+            .is_ok()
         && disk.write_atomic(&desc_path, &json).is_ok();
     let size = json.len() as u64;
     let record = if written {
@@ -427,4 +432,93 @@ fn stream_records(records: Vec<Record>) -> ByteStream {
         })
         .flatten()
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Algorithm;
+
+    /// Pushes `n` referrers of `subject` into `repo`; their digests, sorted.
+    async fn push_referrers(
+        store: &FsStore,
+        repo: &RepoName,
+        subject: &Digest,
+        n: usize,
+    ) -> Vec<Digest> {
+        let empty = Digest::of(Algorithm::Sha256, b"{}");
+        let id = store.upload_start(repo).await.unwrap();
+        let body: ByteStream = stream::iter([Ok(Bytes::from_static(b"{}"))]).boxed();
+        store
+            .upload_finish(repo, &id, &empty, Some(body))
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let bytes = Bytes::from(format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"t{}","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[],"subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{subject}","size":2}},"annotations":{{"i":"{i}"}}}}"#,
+                i % 2
+            ));
+            let m = Manifest::parse(&bytes, None).unwrap();
+            let d = Digest::of(Algorithm::Sha256, &bytes);
+            store.manifest_put(repo, &[], bytes, &m, &d).await.unwrap();
+            out.push(d);
+        }
+        out.sort();
+        out
+    }
+
+    async fn page(
+        store: &FsStore,
+        repo: &RepoName,
+        subject: &Digest,
+        q: &ReferrersQuery,
+    ) -> (Vec<Digest>, Option<Digest>) {
+        let p = store.referrers(repo, subject, q).await.unwrap();
+        let body: Vec<u8> = p.descriptors.map(|c| c.unwrap().to_vec()).concat().await;
+        let list: Vec<crate::oci::Descriptor> =
+            serde_json::from_slice(&[b"[".as_slice(), &body, b"]"].concat()).unwrap();
+        (list.into_iter().map(|d| d.digest).collect(), p.next)
+    }
+
+    #[tokio::test]
+    async fn referrer_pages_are_bounded_by_count_and_bytes_and_filtered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = FsStore::open(tmp.path()).unwrap();
+        let repo: RepoName = "a/b".parse().unwrap();
+        let subject = Digest::of(Algorithm::Sha256, b"subject");
+        let all = push_referrers(&store, &repo, &subject, 5).await;
+
+        let mut q = ReferrersQuery {
+            max_count: 2,
+            ..ReferrersQuery::first()
+        };
+        let mut seen = Vec::new();
+        for want in [2, 2, 1] {
+            let (got, next) = page(&store, &repo, &subject, &q).await;
+            assert_eq!(got.len(), want);
+            seen.extend(got.iter().cloned());
+            assert_eq!(next.is_some(), want == 2 && seen.len() < 5);
+            q.after = next;
+            if q.after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, all);
+
+        // One byte per page: still one descriptor each.
+        let q = ReferrersQuery {
+            max_bytes: 1,
+            ..ReferrersQuery::first()
+        };
+        let (got, next) = page(&store, &repo, &subject, &q).await;
+        assert_eq!((got.len(), next), (1, Some(all[0].clone())));
+
+        let q = ReferrersQuery {
+            artifact_type: Some("t1".into()),
+            ..ReferrersQuery::first()
+        };
+        let (got, next) = page(&store, &repo, &subject, &q).await;
+        assert_eq!((got.len(), next), (2, None));
+    }
 }
