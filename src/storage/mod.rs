@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::oci::{Digest, Manifest, MediaType, RepoName, Tag};
+use crate::oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag};
 
 pub use fs::{FsStore, OpenForGcError};
 pub use gc_store::{GcBlob, GcStore, GcTag, GcUpload};
@@ -97,6 +97,14 @@ pub struct ReferrersPage {
     pub next: Option<Digest>,
 }
 
+/// What a manifest HEAD answers: no bytes.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub size: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Size of `digest` if it is linked into `repo` (and present).
@@ -139,6 +147,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest>;
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest>;
+    /// The digest, media type and size of a manifest, without reading it
+    /// (from what was recorded at push).
+    async fn manifest_info(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestInfo>;
     /// Stores a parsed manifest, after checking that what it references is in
     /// `repo`, and points `tags` at it.
     async fn manifest_put(

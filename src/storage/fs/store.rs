@@ -18,9 +18,10 @@ use tokio::io::AsyncReadExt;
 use super::io::{list_dir, not_found, read_link, remove_tree};
 use super::layout::{list_digests, Holding};
 use super::{blocking, Disk, FsStore};
-use crate::oci::{Digest, Manifest, RepoName, Tag};
+use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 use crate::storage::{
-    ByteStream, ReferrersPage, ReferrersQuery, Result, Store, StoreError, StoredManifest,
+    ByteStream, ManifestInfo, ReferrersPage, ReferrersQuery, Result, Store, StoreError,
+    StoredManifest,
 };
 
 /// Read size when streaming a blob out.
@@ -161,6 +162,33 @@ impl Store for FsStore {
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest> {
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
         blocking(move || disk.read_manifest(&r, &d)).await
+    }
+
+    async fn manifest_info(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestInfo> {
+        let (disk, r, reference) = (self.disk.clone(), repo.clone(), reference.clone());
+        blocking(move || {
+            let d = match reference {
+                Reference::Digest(d) => d,
+                Reference::Tag(t) => disk
+                    .tag_target(&r, t.as_str())?
+                    .ok_or(StoreError::ManifestUnknown)?,
+            };
+            if !disk.has_revision(&r, &d)? {
+                return Err(StoreError::ManifestUnknown);
+            }
+            let size = disk.blob_len(&d)?.ok_or(StoreError::ManifestUnknown)?;
+            let media_type = match disk.recorded_media_type(&r, &d)? {
+                Some(mt) => mt,
+                // Pushed without a record: read (and record) it once.
+                None => disk.read_manifest(&r, &d)?.media_type,
+            };
+            Ok(ManifestInfo {
+                digest: d,
+                media_type,
+                size,
+            })
+        })
+        .await
     }
 
     async fn manifest_put(
