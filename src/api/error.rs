@@ -113,6 +113,7 @@ impl From<StoreError> for ApiError {
             StoreError::ManifestBlobUnknown(d) => {
                 ApiError::new(C::ManifestBlobUnknown).detail(json!({ "digest": d.to_string() }))
             }
+            StoreError::ManifestTooComplex(m) => ApiError::manifest_invalid(m),
             StoreError::Body(e) => ApiError::new(C::BlobUploadInvalid)
                 .message("the request body could not be read")
                 .detail(json!(e.to_string())),

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::oci::{Descriptor, Digest, Manifest, MediaType, RepoName, Tag};
+use crate::oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag};
 
 pub use fs::{FsStore, OpenForGcError};
 pub use gc_store::{GcBlob, GcStore, GcTag, GcUpload};
@@ -38,6 +38,9 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, computed: Digest },
     #[error("manifest references {0}, which is not in the repository")]
     ManifestBlobUnknown(Digest),
+    /// A push that would make the store do more work than it allows.
+    #[error("{0}")]
+    ManifestTooComplex(String),
     #[error("the request body could not be read: {0}")]
     Body(io::Error),
     /// Too many upload sessions open: in `repository` when it names one,
@@ -85,6 +88,54 @@ pub struct StoredManifest {
     pub bytes: Bytes,
 }
 
+/// Descriptors in one referrers response, unless the limits say otherwise
+/// (`[limits] max_referrers_page`).
+pub const DEFAULT_MAX_REFERRERS_PAGE: usize = 1_000;
+
+/// Bytes of descriptors in one referrers response (annotations can be
+/// large); a page always holds at least one descriptor.
+pub const DEFAULT_MAX_REFERRERS_PAGE_BYTES: u64 = 4 << 20;
+
+/// Which referrers to list, and how many at most.
+#[derive(Clone, Debug)]
+pub struct ReferrersQuery {
+    /// Only those with a digest greater than this (the previous page's last).
+    pub after: Option<Digest>,
+    /// Only those with this artifactType.
+    pub artifact_type: Option<String>,
+    pub max_count: usize,
+    pub max_bytes: u64,
+}
+
+impl ReferrersQuery {
+    /// The first page, unfiltered, within the default limits.
+    pub fn first() -> ReferrersQuery {
+        ReferrersQuery {
+            after: None,
+            artifact_type: None,
+            max_count: DEFAULT_MAX_REFERRERS_PAGE,
+            max_bytes: DEFAULT_MAX_REFERRERS_PAGE_BYTES,
+        }
+    }
+}
+
+/// A page of referrers.
+pub struct ReferrersPage {
+    /// The descriptors as JSON objects separated by commas (the inside of
+    /// the index's `manifests` array), streamed.
+    pub descriptors: ByteStream,
+    /// The last digest of this page when more follow.
+    pub next: Option<Digest>,
+}
+
+/// What a manifest HEAD answers: no bytes.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub size: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Size of `digest` if it is linked into `repo` (and present).
@@ -127,6 +178,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest>;
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest>;
+    /// The digest, media type and size of a manifest, without reading it
+    /// (from what was recorded at push).
+    async fn manifest_info(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestInfo>;
     /// Stores a parsed manifest, after checking that what it references is in
     /// `repo`, and points `tags` at it.
     async fn manifest_put(
@@ -144,6 +198,13 @@ pub trait Store: Send + Sync + 'static {
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>>;
     /// All repositories, sorted.
     async fn repositories(&self) -> Result<Vec<String>>;
-    /// Descriptors of the manifests in `repo` whose subject is `subject`.
-    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>>;
+    /// One page of the descriptors of the manifests in `repo` whose subject
+    /// is `subject`, in digest order, from records written at push (no
+    /// manifest is read to serve it, and none is held in memory).
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        query: &ReferrersQuery,
+    ) -> Result<ReferrersPage>;
 }
