@@ -136,11 +136,20 @@ mod tests {
         let max = u64::MAX;
         let r = |s: String, size| parse_range(Some(&s), size);
         assert_eq!(r(format!("bytes=0-{max}"), 10), ByteRange::Part(0, 9));
-        assert_eq!(r(format!("bytes={max}-{max}"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(
+            r(format!("bytes={max}-{max}"), 10),
+            ByteRange::Unsatisfiable
+        );
         assert_eq!(r(format!("bytes={max}-"), 10), ByteRange::Unsatisfiable);
         assert_eq!(r(format!("bytes=-{max}"), 10), ByteRange::Part(0, 9));
-        assert_eq!(r(format!("bytes=0-{max}"), max), ByteRange::Part(0, max - 1));
+        assert_eq!(
+            r(format!("bytes=0-{max}"), max),
+            ByteRange::Part(0, max - 1)
+        );
         assert_eq!(r(format!("bytes=-{max}"), 0), ByteRange::Unsatisfiable);
-        assert_eq!(r("bytes=0-18446744073709551616".into(), 10), ByteRange::Whole);
+        assert_eq!(
+            r("bytes=0-18446744073709551616".into(), 10),
+            ByteRange::Whole
+        );
     }
 }

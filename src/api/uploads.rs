@@ -6,8 +6,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    body_stream, body_timed_out, set_header, ApiError, ApiResult, AppState, PullAccess, Query, DIGEST_HEADER,
-    UPLOAD_UUID_HEADER,
+    body_stream, body_timed_out, set_header, ApiError, ApiResult, AppState, PullAccess, Query,
+    DIGEST_HEADER, UPLOAD_UUID_HEADER,
 };
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::storage::StoreError;

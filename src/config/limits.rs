@@ -67,7 +67,10 @@ impl Limits {
         let counts = [
             ("max_connections", self.max_connections),
             ("max_uploads", self.max_uploads),
-            ("max_uploads_per_repository", self.max_uploads_per_repository),
+            (
+                "max_uploads_per_repository",
+                self.max_uploads_per_repository,
+            ),
             ("max_tags_per_put", self.max_tags_per_put),
             ("max_referrers_page", self.max_referrers_page),
         ];
