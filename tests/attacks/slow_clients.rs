@@ -189,3 +189,47 @@ fn h2c_prior_knowledge_still_answers() {
     assert!(out.ok(), "{}", out.all());
     assert!(out.all().contains("2 200"), "{}", out.all());
 }
+
+#[test]
+fn stalled_connections_cannot_exhaust_a_low_file_descriptor_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    // `berth serve` under `ulimit -n 128`, with room for 64 connections.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        "ulimit -n 128 && exec \"$0\" serve",
+        env!("CARGO_BIN_EXE_berth"),
+    ])
+    .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+    .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &root)
+    .env("REGISTRY_LIMITS_HEADER_READ_TIMEOUT", "1s")
+    .env("REGISTRY_LIMITS_MAX_CONNECTIONS", "64")
+    .env("RUST_LOG", "info")
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let reg = Registry::spawn(cmd, &root, false);
+    // 300 connections that send half a header and stall: more than the
+    // process has file descriptors.
+    let _stalled: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", reg.port)).expect("connect");
+            s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+                .expect("write");
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    let resp = reqwest::blocking::Client::new()
+        .get(reg.url("/v2/"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .expect("a normal client is served despite 300 stalled connections");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a normal client waited {:?}",
+        started.elapsed()
+    );
+}
