@@ -196,7 +196,6 @@ impl Registry {
                 },
                 _ = &mut shutdown => break,
             };
-            let _ = stream.set_nodelay(true);
             tokio::spawn(connection(
                 builder.clone(),
                 graceful.watcher(),
