@@ -75,6 +75,18 @@ pub async fn put(
     if let Reference::Tag(t) = reference {
         tags.insert(0, t.clone());
     }
+    let max_tags = state.limits.max_tags_per_put;
+    if tags.len() > max_tags {
+        tracing::info!(
+            tags = tags.len(),
+            max_tags,
+            "manifest PUT refused: too many tags"
+        );
+        return Err(ApiError::tag_invalid(format!(
+            "{} tags in one request; at most {max_tags} (limits.max_tags_per_put)",
+            tags.len()
+        )));
+    }
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
         .await
         .map_err(|e| {
@@ -86,6 +98,11 @@ pub async fn put(
                     .message(format!(
                         "manifest is larger than {MAX_MANIFEST_BYTES} bytes"
                     ))
+            } else if super::is_body_idle(&e) {
+                tracing::info!("request body stalled: {e}");
+                ApiError::new(ErrorCode::ManifestInvalid)
+                    .status(StatusCode::REQUEST_TIMEOUT)
+                    .message(e.to_string())
             } else {
                 ApiError::manifest_invalid(format!("the manifest could not be read: {e}"))
             }
