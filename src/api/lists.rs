@@ -86,10 +86,10 @@ pub async fn referrers(
                 .message("`last` must be the digest a previous page's Link named")
         })?),
     };
-    // TODO(merge): `[limits] max_referrers_page` replaces the default count.
     let query = ReferrersQuery {
         after,
         artifact_type: filter.map(str::to_string),
+        max_count: state.limits.max_referrers_page,
         ..ReferrersQuery::first()
     };
     let page = state.store.referrers(repo, subject, &query).await?;

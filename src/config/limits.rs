@@ -42,8 +42,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(120),
             body_idle_timeout: Duration::from_secs(60),
             max_connections: 512,
-            max_uploads: 1000,
-            max_uploads_per_repository: 100,
+            max_uploads: 4096,
+            max_uploads_per_repository: 512,
             max_tags_per_put: 100,
             max_referrers_page: 1000,
         }
@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(c.limits.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.limits.max_connections, 20);
         assert_eq!(c.limits.max_tags_per_put, 9);
-        assert_eq!(c.limits.max_uploads, 1000);
+        assert_eq!(c.limits.max_uploads, 4096);
     }
 
     #[test]
