@@ -263,6 +263,7 @@ async fn the_auth_layer_without_a_parsed_route_refuses() {
     let state = berth::api::AppState {
         store: std::sync::Arc::new(store),
         delete_enabled: false,
+        limits: Default::default(),
     };
     let bare = berth::api::handlers(state).layer(axum::middleware::from_fn_with_state(
         auth,

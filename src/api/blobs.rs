@@ -67,7 +67,8 @@ pub async fn get(
     );
     let (status, start, end) = match range {
         ByteRange::Whole => (StatusCode::OK, 0, size),
-        ByteRange::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e + 1),
+        // `e < size`, so `e + 1` fits; saturating all the same.
+        ByteRange::Part(s, e) => (StatusCode::PARTIAL_CONTENT, s, e.saturating_add(1)),
         ByteRange::Unsatisfiable => {
             return Err(ApiError::new(ErrorCode::RangeInvalid)
                 .header(header::CONTENT_RANGE, format!("bytes */{size}")))
@@ -79,7 +80,11 @@ pub async fn get(
         Body::from_stream(state.store.blob_read(repo, digest, start..end).await?)
     };
     let mut resp = (status, body).into_response();
-    set_header(&mut resp, header::CONTENT_LENGTH, (end - start).to_string());
+    set_header(
+        &mut resp,
+        header::CONTENT_LENGTH,
+        end.saturating_sub(start).to_string(),
+    );
     set_header(&mut resp, header::CONTENT_TYPE, "application/octet-stream");
     set_header(&mut resp, DIGEST_HEADER, digest.to_string());
     set_header(&mut resp, header::ETAG, &etag);
@@ -89,7 +94,7 @@ pub async fn get(
         set_header(
             &mut resp,
             header::CONTENT_RANGE,
-            format!("bytes {start}-{}/{size}", end - 1),
+            format!("bytes {start}-{}/{size}", end.saturating_sub(1)),
         );
     }
     Ok(resp)
@@ -124,5 +129,27 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=-0"), 10), ByteRange::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=3-1"), 10), ByteRange::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 10), ByteRange::Whole);
+    }
+
+    #[test]
+    fn ranges_at_the_edges_of_u64() {
+        let max = u64::MAX;
+        let r = |s: String, size| parse_range(Some(&s), size);
+        assert_eq!(r(format!("bytes=0-{max}"), 10), ByteRange::Part(0, 9));
+        assert_eq!(
+            r(format!("bytes={max}-{max}"), 10),
+            ByteRange::Unsatisfiable
+        );
+        assert_eq!(r(format!("bytes={max}-"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(r(format!("bytes=-{max}"), 10), ByteRange::Part(0, 9));
+        assert_eq!(
+            r(format!("bytes=0-{max}"), max),
+            ByteRange::Part(0, max - 1)
+        );
+        assert_eq!(r(format!("bytes=-{max}"), 0), ByteRange::Unsatisfiable);
+        assert_eq!(
+            r("bytes=0-18446744073709551616".into(), 10),
+            ByteRange::Whole
+        );
     }
 }

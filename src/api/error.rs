@@ -113,9 +113,32 @@ impl From<StoreError> for ApiError {
             StoreError::ManifestBlobUnknown(d) => {
                 ApiError::new(C::ManifestBlobUnknown).detail(json!({ "digest": d.to_string() }))
             }
+            StoreError::ManifestTooComplex(m) => ApiError::manifest_invalid(m),
             StoreError::Body(e) => ApiError::new(C::BlobUploadInvalid)
                 .message("the request body could not be read")
                 .detail(json!(e.to_string())),
+            StoreError::TooManyUploads { repository, limit } => {
+                let message = match &repository {
+                    Some(r) => format!(
+                        "too many upload sessions open in repository {r} (limit {limit}): \
+                         finish or cancel one, or retry later"
+                    ),
+                    None => format!(
+                        "too many upload sessions open in the registry (limit {limit}): \
+                         retry later"
+                    ),
+                };
+                ApiError::new(C::TooManyRequests)
+                    .message(message)
+                    .detail(json!({ "limit": limit, "repository": repository }))
+                    .header(header::RETRY_AFTER, "60")
+            }
+            StoreError::StorageFull(e) => {
+                tracing::error!(error = %e, "storage full: the data dir's disk or quota has no space left");
+                ApiError::new(C::Unknown)
+                    .status(StatusCode::INSUFFICIENT_STORAGE)
+                    .message("the registry's storage is full: retry once space is freed")
+            }
             StoreError::Io(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::internal()

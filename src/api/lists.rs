@@ -1,10 +1,15 @@
 //! Listings: the catalog, a repository's tags and a manifest's referrers.
 
+use axum::body::Body;
 use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
 use serde_json::json;
 
 use super::{json_response, set_header, ApiError, ApiResult, AppState, PullAccess, Query};
 use crate::oci::{Digest, ErrorCode, MediaType, RepoName};
+use crate::storage::ReferrersQuery;
 
 /// Applies `n`/`last` pagination to a sorted list; returns the page and
 /// whether more entries follow.
@@ -62,25 +67,53 @@ pub async fn tags(state: &AppState, repo: &RepoName, q: &Query) -> ApiResult {
     page_response("tags", Some(("name", repo.to_string())), &path, tags, q)
 }
 
+/// One page of a subject's referrers, in digest order, within the page
+/// limits (count and bytes); `Link: <...>; rel="next"` names the next page
+/// (the spec lets a registry paginate referrers). The body is streamed from
+/// the records written at push.
 pub async fn referrers(
     state: &AppState,
     repo: &RepoName,
     subject: &Digest,
     q: &Query,
 ) -> ApiResult {
-    let mut list = state.store.referrers(repo, subject).await?;
     // `?artifactType=` with no value filters nothing.
     let filter = q.get("artifactType").filter(|t| !t.is_empty());
-    if let Some(t) = filter {
-        list.retain(|d| d.artifact_type.as_deref() == Some(t));
-    }
-    let body = json!({
-        "schemaVersion": 2,
-        "mediaType": MediaType::OCI_INDEX,
-        "manifests": list,
-    });
-    let mut resp = json_response(StatusCode::OK, body.to_string());
+    let after = match q.get("last") {
+        None => None,
+        Some(last) => Some(last.parse::<Digest>().map_err(|_| {
+            ApiError::new(ErrorCode::PaginationNumberInvalid)
+                .message("`last` must be the digest a previous page's Link named")
+        })?),
+    };
+    let query = ReferrersQuery {
+        after,
+        artifact_type: filter.map(str::to_string),
+        max_count: state.limits.max_referrers_page,
+        ..ReferrersQuery::first()
+    };
+    let page = state.store.referrers(repo, subject, &query).await?;
+    let head = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","manifests":["#,
+        MediaType::OCI_INDEX
+    );
+    let body = stream::iter([Ok(Bytes::from(head))])
+        .chain(page.descriptors)
+        .chain(stream::iter([Ok(Bytes::from_static(b"]}"))]));
+    let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, MediaType::OCI_INDEX);
+    if let Some(next) = &page.next {
+        let mut params = vec![("last", next.to_string())];
+        if let Some(t) = filter {
+            params.push(("artifactType", t.to_string()));
+        }
+        let qs = serde_urlencoded::to_string(params).unwrap_or_default();
+        set_header(
+            &mut resp,
+            header::LINK,
+            format!("</v2/{repo}/referrers/{subject}?{qs}>; rel=\"next\""),
+        );
+    }
     if filter.is_some() {
         set_header(
             &mut resp,

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER};
 use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag, MAX_MANIFEST_BYTES};
-use crate::storage::StoredManifest;
+use crate::storage::{ManifestInfo, StoredManifest};
 
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
@@ -29,24 +29,32 @@ pub async fn get(
     headers: &HeaderMap,
     head_only: bool,
 ) -> ApiResult {
-    let m = lookup(state, repo, reference).await?;
-    let etag = format!("\"{}\"", m.digest);
+    // A HEAD reads no manifest: what it answers was recorded at push.
+    let (info, bytes) = if head_only {
+        (state.store.manifest_info(repo, reference).await?, None)
+    } else {
+        let m = lookup(state, repo, reference).await?;
+        let info = ManifestInfo {
+            digest: m.digest,
+            media_type: m.media_type,
+            size: m.bytes.len() as u64,
+        };
+        (info, Some(m.bytes))
+    };
+    let etag = format!("\"{}\"", info.digest);
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes());
-    let len = m.bytes.len();
-    let mut resp = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else if head_only {
-        (StatusCode::OK, Body::empty()).into_response()
-    } else {
-        (StatusCode::OK, Body::from(m.bytes)).into_response()
+    let mut resp = match (not_modified, bytes) {
+        (true, _) => StatusCode::NOT_MODIFIED.into_response(),
+        (false, None) => (StatusCode::OK, Body::empty()).into_response(),
+        (false, Some(b)) => (StatusCode::OK, Body::from(b)).into_response(),
     };
     if !not_modified {
-        set_header(&mut resp, header::CONTENT_LENGTH, len.to_string());
-        set_header(&mut resp, header::CONTENT_TYPE, m.media_type.as_str());
+        set_header(&mut resp, header::CONTENT_LENGTH, info.size.to_string());
+        set_header(&mut resp, header::CONTENT_TYPE, info.media_type.as_str());
     }
-    set_header(&mut resp, DIGEST_HEADER, m.digest.to_string());
+    set_header(&mut resp, DIGEST_HEADER, info.digest.to_string());
     set_header(&mut resp, header::ETAG, etag);
     Ok(resp)
 }
@@ -67,6 +75,18 @@ pub async fn put(
     if let Reference::Tag(t) = reference {
         tags.insert(0, t.clone());
     }
+    let max_tags = state.limits.max_tags_per_put;
+    if tags.len() > max_tags {
+        tracing::info!(
+            tags = tags.len(),
+            max_tags,
+            "manifest PUT refused: too many tags"
+        );
+        return Err(ApiError::tag_invalid(format!(
+            "{} tags in one request; at most {max_tags} (limits.max_tags_per_put)",
+            tags.len()
+        )));
+    }
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
         .await
         .map_err(|e| {
@@ -78,6 +98,11 @@ pub async fn put(
                     .message(format!(
                         "manifest is larger than {MAX_MANIFEST_BYTES} bytes"
                     ))
+            } else if super::is_body_idle(&e) {
+                tracing::info!("request body stalled: {e}");
+                ApiError::new(ErrorCode::ManifestInvalid)
+                    .status(StatusCode::REQUEST_TIMEOUT)
+                    .message(e.to_string())
             } else {
                 ApiError::manifest_invalid(format!("the manifest could not be read: {e}"))
             }

@@ -16,9 +16,13 @@ mod request;
 pub mod route;
 mod uploads;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +33,7 @@ pub use layers::outer_layers;
 pub use request::{parse_request, ParsedRequest, PullAccess, Query};
 pub use route::Route;
 
+use crate::config::Limits;
 use crate::oci::ErrorCode;
 use crate::storage::{ByteStream, Store};
 
@@ -37,6 +42,8 @@ use crate::storage::{ByteStream, Store};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub delete_enabled: bool,
+    /// `[limits]`: what one request may make the handlers spend.
+    pub limits: Arc<Limits>,
 }
 
 pub type ApiResult = Result<Response, ApiError>;
@@ -68,6 +75,9 @@ async fn dispatch(
         Ok(route) => route,
         Err(e) => return e.clone().into_response(),
     };
+    // A body that stalls for `body_idle_timeout` fails its reader, so the
+    // handler returns (releasing an upload's lock) and answers 408.
+    let body = Body::new(IdleBody::new(body, state.limits.body_idle_timeout));
     let (s, q, h) = (&state, &parsed.query, &headers);
     let access = access.map(|Extension(a)| a);
     let result = match (method, route) {
@@ -114,12 +124,106 @@ pub fn json_response(status: StatusCode, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// A request body as a storage byte stream.
+/// A request body as a storage byte stream. A body cut for idling fails
+/// with [`std::io::ErrorKind::TimedOut`] (see [`body_timed_out`]).
 pub fn body_stream(body: Body) -> ByteStream {
     use futures_util::StreamExt;
     body.into_data_stream()
-        .map(|r| r.map_err(std::io::Error::other))
+        .map(|r| {
+            r.map_err(|e| {
+                if is_body_idle(&e) {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+                } else {
+                    std::io::Error::other(e)
+                }
+            })
+        })
         .boxed()
+}
+
+/// The request body sent nothing for `limits.body_idle_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {}s (limits.body_idle_timeout)", .0.as_secs_f64())]
+pub struct BodyIdle(Duration);
+
+/// Whether `e` (or what caused it) is a [`BodyIdle`].
+pub fn is_body_idle(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<BodyIdle>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// The 408 for a request whose body stalled, if `e` is that failure.
+pub fn body_timed_out(e: &std::io::Error) -> Option<ApiError> {
+    (e.kind() == std::io::ErrorKind::TimedOut).then(|| {
+        tracing::info!("request body stalled: {e}");
+        ApiError::new(ErrorCode::BlobUploadInvalid)
+            .status(StatusCode::REQUEST_TIMEOUT)
+            .message(e.to_string())
+    })
+}
+
+/// A request body that fails with [`BodyIdle`] once it has kept its reader
+/// waiting for `limit` (counted only while read, so a handler that waits
+/// for a lock before reading is not held against the client).
+struct IdleBody {
+    inner: Body,
+    limit: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    armed: bool,
+}
+
+impl IdleBody {
+    fn new(inner: Body, limit: Duration) -> IdleBody {
+        IdleBody {
+            inner,
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
+        }
+    }
+}
+
+impl HttpBody for IdleBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.armed = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                if !this.armed {
+                    let deadline = tokio::time::Instant::now() + this.limit;
+                    this.timer.as_mut().reset(deadline);
+                    this.armed = true;
+                }
+                match this.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle(this.limit))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Sets a header from a string known to be a valid header value.

@@ -6,10 +6,19 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    body_stream, set_header, ApiError, ApiResult, AppState, PullAccess, Query, DIGEST_HEADER,
-    UPLOAD_UUID_HEADER,
+    body_stream, body_timed_out, set_header, ApiError, ApiResult, AppState, PullAccess, Query,
+    DIGEST_HEADER, UPLOAD_UUID_HEADER,
 };
 use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::storage::StoreError;
+
+/// A storage failure as the client sees it: a body that stalled is a 408.
+fn store_error(e: StoreError) -> ApiError {
+    match &e {
+        StoreError::Body(io) => body_timed_out(io).unwrap_or_else(|| e.into()),
+        _ => e.into(),
+    }
+}
 
 fn query_digest(q: &Query) -> Result<Option<Digest>, ApiError> {
     q.get("digest")
@@ -85,7 +94,7 @@ pub async fn start(
             if result.is_err() {
                 let _ = state.store.upload_cancel(repo, &id).await;
             }
-            result?;
+            result.map_err(store_error)?;
             Ok(created(repo, &digest))
         }
         None => Ok(session(StatusCode::ACCEPTED, repo, &id, 0)),
@@ -124,6 +133,11 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     Ok(Some((a, b)))
 }
 
+/// The length of the inclusive range `a-b` (`b >= a`), if it fits a u64.
+fn range_len(a: u64, b: u64) -> Option<u64> {
+    b.checked_sub(a)?.checked_add(1)
+}
+
 /// The chunk's `Content-Range`, checked against its `Content-Length`.
 fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
     let range = content_range(headers)?;
@@ -132,7 +146,8 @@ fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let (Some((a, b)), Some(len)) = (range, len) {
-        if b - a + 1 != len {
+        // `b - a + 1` overflows for `0-18446744073709551615`: no body is that long.
+        if range_len(a, b) != Some(len) {
             return Err(range_invalid("Content-Range and Content-Length disagree"));
         }
     }
@@ -151,7 +166,7 @@ pub async fn patch(
         .store
         .upload_append(repo, id, range.map(|r| r.0), body_stream(body))
         .await
-        .map_err(|e| with_location(e.into(), repo, id))?;
+        .map_err(|e| with_location(store_error(e), repo, id))?;
     Ok(session(StatusCode::ACCEPTED, repo, id, size))
 }
 
@@ -189,7 +204,7 @@ pub async fn finish(
                 .store
                 .upload_append(repo, id, Some(offset), body_stream(body))
                 .await
-                .map_err(|e| with_location(e.into(), repo, id))?;
+                .map_err(|e| with_location(store_error(e), repo, id))?;
             None
         }
         None => Some(body_stream(body)),
@@ -201,7 +216,7 @@ pub async fn finish(
         // does, so a retry starts a clean upload instead of failing again.
         let _ = state.store.upload_cancel(repo, id).await;
     }
-    result?;
+    result.map_err(store_error)?;
     Ok(created(repo, &digest))
 }
 
@@ -210,4 +225,47 @@ pub async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     set_header(&mut resp, header::CONTENT_LENGTH, "0");
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(range: &str, len: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, range.parse().unwrap());
+        h.insert(header::CONTENT_LENGTH, len.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn range_lengths_at_the_edges() {
+        assert_eq!(range_len(0, 0), Some(1));
+        assert_eq!(range_len(5, 9), Some(5));
+        assert_eq!(range_len(0, u64::MAX), None);
+        assert_eq!(range_len(1, u64::MAX), Some(u64::MAX));
+        assert_eq!(range_len(u64::MAX, u64::MAX), Some(1));
+        assert_eq!(range_len(3, 2), None);
+    }
+
+    #[test]
+    fn chunk_ranges_that_overflow_are_refused() {
+        let max = u64::MAX;
+        for (range, len) in [
+            (format!("0-{max}"), "0"),
+            (format!("0-{max}"), "1"),
+            (format!("bytes 0-{max}/*"), "0"),
+            (format!("{max}-{max}"), "0"),
+        ] {
+            let e = chunk_range(&headers(&range, len)).unwrap_err();
+            assert_eq!(e.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        }
+        assert_eq!(
+            chunk_range(&headers(&format!("{max}-{max}"), "1")).unwrap(),
+            Some((max, max))
+        );
+        // A number past u64 is no range at all.
+        let e = chunk_range(&headers("0-18446744073709551616", "0")).unwrap_err();
+        assert_eq!(e.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    }
 }

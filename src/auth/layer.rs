@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::limit::Admit;
 use super::{basic_credentials, Action, Auth, Outcome};
 use crate::api::{ApiError, ParsedRequest, PullAccess, Route};
 use crate::oci::{ErrorCode, RepoName};
@@ -77,18 +78,40 @@ impl Auth {
             Ok(None) => return Ok(None),
             Ok(Some(credentials)) => credentials,
         };
-        if let Some(wait) = self.limiter.blocked(ip) {
-            return Err(too_many(wait));
+        match self.limiter.admit(ip, &name) {
+            Admit::Open => {}
+            Admit::Refused(wait) => return Err(too_many(wait)),
+            // Locked, but this user logged in from this address group
+            // recently: the cache may accept the login; nothing is verified
+            // by bcrypt, and a wrong guess counts against the pair's own
+            // limit, so the cache is no oracle for an attacker behind the
+            // same address.
+            Admit::Trusted(wait) => {
+                if self.verifier.cached(&name, &password) {
+                    self.limiter.succeeded(ip, &name);
+                    return Ok(Some(Arc::from(name)));
+                }
+                self.limiter.failed_trusted(ip, &name);
+                tracing::warn!(client = %ip, "login refused during a lockout: not a recent login");
+                return Err(too_many(wait));
+            }
         }
         // Checked again once a bcrypt slot is free: a burst of guesses
         // sent at once must not all be verified before the lockout starts.
-        let allowed = || self.limiter.blocked(ip).is_none();
+        let allowed = || self.limiter.admit(ip, &name) == Admit::Open;
         let (outcome, answer_at) = self.verifier.verify(&name, &password, allowed).await;
         match outcome {
-            Outcome::Valid => Ok(Some(Arc::from(name))),
-            Outcome::Refused => Err(too_many(self.limiter.blocked(ip).unwrap_or_default())),
+            Outcome::Valid => {
+                self.limiter.succeeded(ip, &name);
+                Ok(Some(Arc::from(name)))
+            }
+            Outcome::Refused => Err(too_many(match self.limiter.admit(ip, &name) {
+                Admit::Open => std::time::Duration::ZERO,
+                Admit::Trusted(w) | Admit::Refused(w) => w,
+            })),
             outcome => {
-                let locked = self.limiter.failed(ip);
+                let known = outcome == Outcome::WrongPassword;
+                let locked = self.limiter.failed(ip, &name, known);
                 // The name is logged only when it is a real user: an
                 // unknown "name" may well be a password typed in the wrong field.
                 if outcome == Outcome::WrongPassword {
@@ -108,7 +131,7 @@ impl Auth {
 fn too_many(wait: std::time::Duration) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(ErrorCode::TooManyRequests)
-        .message("too many failed logins from this address; retry later")
+        .message("too many failed logins from this address or for this user; retry later")
         .header(header::RETRY_AFTER, HeaderValue::from(secs))
         .into_response()
 }

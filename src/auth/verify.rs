@@ -206,6 +206,14 @@ impl Verifier {
         }
     }
 
+    /// Whether `user`'s `password` was verified recently (the cache alone,
+    /// never bcrypt): what a login from a locked address may still use.
+    pub fn cached(&self, user: &str, password: &str) -> bool {
+        let generation = self.table().generation;
+        let (user_key, verifier) = self.digests(user, password);
+        self.cache_hit(&user_key, &verifier, generation)
+    }
+
     fn cache_hit(&self, user_key: &[u8; 32], verifier: &[u8; 32], generation: u64) -> bool {
         let Ok(cache) = self.cache.read() else {
             return false;

@@ -59,17 +59,32 @@ pub struct AccessRule {
     pub actions: Vec<Action>,
 }
 
-/// `[access.lockout]`: after `failures` failed logins from one client address
-/// within `window`, that address is answered 429 for `duration`.
+/// `[access.lockout]`: after `failures` failed logins from one address group
+/// (`ipv4_prefix`, `ipv6_prefix`) within any `window`, that group is answered
+/// 429 for `duration`; after `user_failures` failed logins for one user from
+/// anywhere within `user_window`, that user's password is not checked for
+/// `user_duration`. While locked, a user who logged in from that address group
+/// in the last few minutes is still accepted from it (see the README).
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lockout {
-    /// 0 disables the lockout.
+    /// 0 disables the per-address limit.
     pub failures: u32,
     #[serde(deserialize_with = "duration::human")]
     pub window: Duration,
     #[serde(deserialize_with = "duration::human")]
     pub duration: Duration,
+    /// IPv4 clients are counted by this many leading bits (32: each address).
+    pub ipv4_prefix: u8,
+    /// IPv6 clients are counted by this many leading bits (64: each /64).
+    pub ipv6_prefix: u8,
+    /// 0 disables the per-user limit. Unset: 20, or 0 when `failures` is 0
+    /// (so that `failures = 0` still turns the whole lockout off).
+    pub user_failures: Option<u32>,
+    #[serde(deserialize_with = "duration::human")]
+    pub user_window: Duration,
+    #[serde(deserialize_with = "duration::human")]
+    pub user_duration: Duration,
 }
 
 impl Default for Lockout {
@@ -78,7 +93,40 @@ impl Default for Lockout {
             failures: 10,
             window: Duration::from_secs(60),
             duration: Duration::from_secs(60),
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+            user_failures: None,
+            user_window: Duration::from_secs(300),
+            user_duration: Duration::from_secs(300),
         }
+    }
+}
+
+impl Lockout {
+    /// The per-user limit in force (see [`Lockout::user_failures`]).
+    pub fn user_failures(&self) -> u32 {
+        match self.user_failures {
+            Some(n) => n,
+            None if self.failures == 0 => 0,
+            None => 20,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.failures > 0 && (self.window.is_zero() || self.duration.is_zero()) {
+            return Err("access.lockout window and duration must be more than 0".into());
+        }
+        if self.user_failures() > 0 && (self.user_window.is_zero() || self.user_duration.is_zero())
+        {
+            return Err("access.lockout user_window and user_duration must be more than 0".into());
+        }
+        if self.ipv4_prefix > 32 {
+            return Err("access.lockout ipv4_prefix must be 0 to 32".into());
+        }
+        if self.ipv6_prefix > 128 {
+            return Err("access.lockout ipv6_prefix must be 0 to 128".into());
+        }
+        Ok(())
     }
 }
 
@@ -122,12 +170,7 @@ impl AccessConfig {
                 ));
             }
         }
-        if self.lockout.failures > 0
-            && (self.lockout.window.is_zero() || self.lockout.duration.is_zero())
-        {
-            return Err("access.lockout window and duration must be more than 0".into());
-        }
-        Ok(())
+        self.lockout.validate()
     }
 }
 
@@ -157,12 +200,29 @@ mod tests {
             failures = 3
             window = "10s"
             duration = "2m"
+            ipv4_prefix = 24
+            user_failures = 7
+            user_window = "1m"
             "#,
         )
         .unwrap();
         let c = Config::load(Some(&p), env(&[])).unwrap();
         assert_eq!(c.access.rules.len(), 1);
         assert_eq!(c.access.lockout.duration.as_secs(), 120);
+        assert_eq!(c.access.lockout.ipv4_prefix, 24);
+        assert_eq!(c.access.lockout.ipv6_prefix, 64);
+        assert_eq!(c.access.lockout.user_failures(), 7);
+        assert_eq!(c.access.lockout.user_window.as_secs(), 60);
+        assert_eq!(c.access.lockout.user_duration.as_secs(), 300);
+        for bad in [
+            "ipv4_prefix = 33",
+            "ipv6_prefix = 129",
+            "user_window = \"0s\"",
+        ] {
+            std::fs::write(&p, format!("[access.lockout]\n{bad}\n")).unwrap();
+            let e = Config::load(Some(&p), env(&[])).unwrap_err().to_string();
+            assert!(e.contains("access.lockout"), "{bad}: {e}");
+        }
         std::fs::write(
             &p,
             "[auth.htpasswd]\npath = \"/h\"\n[[access.rules]]\nrepositories = [\"x\"]\ngroups = [\"nope\"]\nactions = [\"pull\"]\n",

@@ -7,6 +7,8 @@ use super::ConfigError;
 enum Kind {
     Str,
     Bool,
+    /// A count (a non-negative integer).
+    Count,
     /// `REGISTRY_AUTH=htpasswd`: names the auth scheme, whose settings come
     /// from the file or the other `REGISTRY_AUTH_*` variables.
     AuthScheme,
@@ -27,6 +29,14 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("gc.grace_period", Kind::Str),
     ("gc.delete_untagged", Kind::Bool),
     ("gc.purge_uploads_older_than", Kind::Str),
+    ("limits.header_read_timeout", Kind::Str),
+    ("limits.idle_timeout", Kind::Str),
+    ("limits.body_idle_timeout", Kind::Str),
+    ("limits.max_connections", Kind::Count),
+    ("limits.max_uploads", Kind::Count),
+    ("limits.max_uploads_per_repository", Kind::Count),
+    ("limits.max_tags_per_put", Kind::Count),
+    ("limits.max_referrers_page", Kind::Count),
 ];
 
 /// The environment variable for a key path: `http.addr` → `REGISTRY_HTTP_ADDR`.
@@ -83,6 +93,13 @@ fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigE
                 "{name}={value:?} is not a boolean (true or false)"
             ))),
         },
+        Kind::Count => value
+            .trim()
+            .parse::<u32>()
+            .map(|n| toml::Value::Integer(i64::from(n)))
+            .map_err(|_| {
+                ConfigError::Invalid(format!("{name}={value:?} is not a count (0, 1, 2, ...)"))
+            }),
         Kind::AuthScheme => match value {
             "htpasswd" => {
                 let mut t = toml::Table::new();

@@ -8,6 +8,7 @@ mod auth;
 pub mod duration;
 mod env;
 mod gc;
+mod limits;
 mod server;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use access::{AccessConfig, AccessRule, Action, Lockout};
 pub use auth::{AuthConfig, HtpasswdConfig, InitialUser};
 pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
+pub use limits::Limits;
 pub use server::{Delete, Filesystem, Http, Log, LogFormat, Storage};
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -32,6 +34,8 @@ pub struct Config {
     /// `[access]`: Berth's access rules and login lockout.
     pub access: AccessConfig,
     pub gc: Gc,
+    /// `[limits]`: Berth's bounds on connections, time and per-request work.
+    pub limits: Limits,
     /// `BERTH_INITIAL_USER` / `BERTH_INITIAL_PASSWORD` from the environment.
     #[serde(skip)]
     pub initial_user: InitialUser,
@@ -95,6 +99,7 @@ impl Config {
             .validate(&self.auth)
             .map_err(ConfigError::Invalid)?;
         self.gc.validate()?;
+        self.limits.validate()?;
         self.storage.validate()?;
         self.log.validate()
     }

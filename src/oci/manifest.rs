@@ -108,6 +108,10 @@ pub struct Manifest {
     pub manifests: Vec<Descriptor>,
     pub subject: Option<Descriptor>,
     pub annotations: Option<BTreeMap<String, String>>,
+    /// The media type served for these bytes, which is what
+    /// [`Manifest::detect_stored`] finds in them (its `mediaType` field, else
+    /// its shape), recorded at push so that serving parses nothing.
+    pub stored_media_type: MediaType,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +159,11 @@ impl Manifest {
             }
             (None, _) => Self::detect(&raw),
         };
+        let stored_media_type = raw
+            .media_type
+            .as_deref()
+            .and_then(MediaType::parse)
+            .unwrap_or_else(|| Self::detect(&raw));
         let raw_has_manifests = raw.manifests.is_some();
         let raw_has_layers = raw.layers.is_some();
         let m = Manifest {
@@ -166,6 +175,7 @@ impl Manifest {
             manifests: raw.manifests.unwrap_or_default(),
             subject: raw.subject,
             annotations: raw.annotations,
+            stored_media_type,
         };
         let complete = if media_type.is_index() {
             raw_has_manifests
@@ -209,6 +219,27 @@ impl Manifest {
         self.config
             .iter()
             .chain(self.layers.iter().filter(|l| !l.is_foreign()))
+    }
+
+    /// This manifest's entry in a referrers list, as served for its stored
+    /// bytes (`digest`, `size`): what a referrers response holds, computed
+    /// once at push.
+    pub fn referrer_descriptor(&self, digest: Digest, size: u64) -> Descriptor {
+        let artifact_type = self.artifact_type.clone().or_else(|| {
+            if self.stored_media_type.is_index() {
+                None
+            } else {
+                self.config.as_ref().map(|c| c.media_type.clone())
+            }
+        });
+        Descriptor {
+            media_type: self.stored_media_type.as_str().to_string(),
+            digest,
+            size,
+            artifact_type,
+            annotations: self.annotations.clone(),
+            urls: Vec::new(),
+        }
     }
 
     /// The artifact type reported for this manifest in a referrers list:

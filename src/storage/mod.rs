@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::oci::{Descriptor, Digest, Manifest, MediaType, RepoName, Tag};
+use crate::oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag};
 
 pub use fs::{FsStore, OpenForGcError};
 pub use gc_store::{GcBlob, GcStore, GcTag, GcUpload};
@@ -38,10 +38,44 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, computed: Digest },
     #[error("manifest references {0}, which is not in the repository")]
     ManifestBlobUnknown(Digest),
+    /// A push that would make the store do more work than it allows.
+    #[error("{0}")]
+    ManifestTooComplex(String),
     #[error("the request body could not be read: {0}")]
     Body(io::Error),
+    /// Too many upload sessions open: in `repository` when it names one,
+    /// else in the whole registry; `limit` is the bound that was hit.
+    #[error("too many upload sessions open ({limit})")]
+    TooManyUploads {
+        repository: Option<String>,
+        limit: usize,
+    },
+    /// The disk (or the quota) holding the data dir is full: a failed write
+    /// frees what it wrote, so retrying once space is freed works.
+    #[error("storage full: {0}")]
+    StorageFull(io::Error),
     #[error("storage I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl StoreError {
+    /// Is `e` a full disk or an exceeded quota (ENOSPC, EDQUOT)?
+    pub fn is_storage_full(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) || matches!(e.raw_os_error(), Some(28 | 122))
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> StoreError {
+        if StoreError::is_storage_full(&e) {
+            StoreError::StorageFull(e)
+        } else {
+            StoreError::Io(e)
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -52,6 +86,54 @@ pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: MediaType,
     pub bytes: Bytes,
+}
+
+/// Descriptors in one referrers response, unless the limits say otherwise
+/// (`[limits] max_referrers_page`).
+pub const DEFAULT_MAX_REFERRERS_PAGE: usize = 1_000;
+
+/// Bytes of descriptors in one referrers response (annotations can be
+/// large); a page always holds at least one descriptor.
+pub const DEFAULT_MAX_REFERRERS_PAGE_BYTES: u64 = 4 << 20;
+
+/// Which referrers to list, and how many at most.
+#[derive(Clone, Debug)]
+pub struct ReferrersQuery {
+    /// Only those with a digest greater than this (the previous page's last).
+    pub after: Option<Digest>,
+    /// Only those with this artifactType.
+    pub artifact_type: Option<String>,
+    pub max_count: usize,
+    pub max_bytes: u64,
+}
+
+impl ReferrersQuery {
+    /// The first page, unfiltered, within the default limits.
+    pub fn first() -> ReferrersQuery {
+        ReferrersQuery {
+            after: None,
+            artifact_type: None,
+            max_count: DEFAULT_MAX_REFERRERS_PAGE,
+            max_bytes: DEFAULT_MAX_REFERRERS_PAGE_BYTES,
+        }
+    }
+}
+
+/// A page of referrers.
+pub struct ReferrersPage {
+    /// The descriptors as JSON objects separated by commas (the inside of
+    /// the index's `manifests` array), streamed.
+    pub descriptors: ByteStream,
+    /// The last digest of this page when more follow.
+    pub next: Option<Digest>,
+}
+
+/// What a manifest HEAD answers: no bytes.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub size: u64,
 }
 
 #[async_trait]
@@ -96,6 +178,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest>;
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest>;
+    /// The digest, media type and size of a manifest, without reading it
+    /// (from what was recorded at push).
+    async fn manifest_info(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestInfo>;
     /// Stores a parsed manifest, after checking that what it references is in
     /// `repo`, and points `tags` at it.
     async fn manifest_put(
@@ -113,6 +198,13 @@ pub trait Store: Send + Sync + 'static {
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>>;
     /// All repositories, sorted.
     async fn repositories(&self) -> Result<Vec<String>>;
-    /// Descriptors of the manifests in `repo` whose subject is `subject`.
-    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>>;
+    /// One page of the descriptors of the manifests in `repo` whose subject
+    /// is `subject`, in digest order, from records written at push (no
+    /// manifest is read to serve it, and none is held in memory).
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        query: &ReferrersQuery,
+    ) -> Result<ReferrersPage>;
 }

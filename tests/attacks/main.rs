@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod crash;
 mod full_disk;
 mod limits;
 mod lockout;
@@ -12,4 +13,5 @@ mod manifest_work;
 mod mount;
 mod referrers;
 mod slow_clients;
+mod stress;
 mod uploads;

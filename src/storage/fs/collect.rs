@@ -148,6 +148,7 @@ impl GcStore for FsStore {
             return Ok(false);
         }
         remove_tree(&layout.revision(repo, digest))?;
+        remove_tree(&layout.revision_meta(repo, digest))?;
         Ok(true)
     }
 

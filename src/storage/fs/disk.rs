@@ -14,11 +14,37 @@ use bytes::Bytes;
 use super::io::{not_found, read_link, sync_dir, write_atomic};
 use super::layout::Layout;
 use super::lock::GcGuard;
-use crate::oci::{references, Digest, Manifest, RepoName, MAX_MANIFEST_BYTES};
+use crate::oci::{references, Digest, Manifest, MediaType, RepoName, MAX_MANIFEST_BYTES};
 use crate::storage::{Result, StoreError, StoredManifest};
 
 /// How deep manifests nest (index → index → manifest) before we stop following.
 const MAX_DEPTH: usize = 8;
+
+/// Descriptors one manifest push may make the store follow through its
+/// children (the manifest's own included); a push needing more is refused.
+pub(super) const MAX_FOLLOWED_DESCRIPTORS: usize = 100_000;
+
+/// Bytes of child manifests one push may make the store read.
+pub(super) const MAX_FOLLOWED_BYTES: u64 = 64 << 20;
+
+/// What a push's walk through its children has cost so far.
+struct Walk {
+    seen: HashSet<Digest>,
+    descriptors: usize,
+    bytes: u64,
+}
+
+impl Walk {
+    fn check(&self) -> Result<()> {
+        if self.descriptors > MAX_FOLLOWED_DESCRIPTORS || self.bytes > MAX_FOLLOWED_BYTES {
+            return Err(StoreError::ManifestTooComplex(format!(
+                "the manifest and its children reference more than {MAX_FOLLOWED_DESCRIPTORS} \
+                 descriptors or {MAX_FOLLOWED_BYTES} bytes of manifests"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// The layout plus the GC guard; cheap to clone into blocking closures.
 #[derive(Clone)]
@@ -119,11 +145,45 @@ impl Disk {
             Err(e) if not_found(&e) => return Err(StoreError::ManifestUnknown),
             Err(e) => return Err(e.into()),
         };
+        let media_type = match self.recorded_media_type(r, d)? {
+            Some(mt) => mt,
+            None => {
+                // Written by registry:2 or an older Berth: detect once.
+                let mt = Manifest::detect_stored(&bytes);
+                self.record_media_type_if_linked(r, d, mt);
+                mt
+            }
+        };
         Ok(StoredManifest {
             digest: d.clone(),
-            media_type: Manifest::detect_stored(&bytes),
+            media_type,
             bytes,
         })
+    }
+
+    /// The media type recorded for revision `d` of `r` at push.
+    pub fn recorded_media_type(&self, r: &RepoName, d: &Digest) -> io::Result<Option<MediaType>> {
+        match fs::read_to_string(self.layout.revision_media_type(r, d)) {
+            Ok(s) => Ok(MediaType::parse(s.trim())),
+            Err(e) if not_found(&e) || e.kind() == io::ErrorKind::NotADirectory => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the media type of a revision written without one, if the
+    /// revision is still there (under the push guard, so a collection that
+    /// removes it cannot leave the record behind). Best effort: a read-only
+    /// data dir is served without it.
+    fn record_media_type_if_linked(&self, r: &RepoName, d: &Digest, mt: MediaType) {
+        let _push = self.push_guard();
+        if let Ok(Some(link)) = read_link(&self.layout.revision_link(r, d)) {
+            if link == *d {
+                let _ = self.write_atomic(
+                    &self.layout.revision_media_type(r, d),
+                    mt.as_str().as_bytes(),
+                );
+            }
+        }
     }
 
     pub fn tag_target(&self, r: &RepoName, t: &str) -> io::Result<Option<Digest>> {
@@ -142,46 +202,68 @@ impl Disk {
         }
     }
 
-    /// Refreshes the mtime of everything a manifest being pushed depends on:
-    /// the manifest itself (if already stored), its blobs, and, through child
-    /// manifests, their blobs, so that a collection that started before this
-    /// push cannot sweep them (see [`super::lock`]).
+    /// Refreshes the mtime of everything a manifest being pushed to `r`
+    /// depends on: the manifest itself (if already stored), its blobs, and,
+    /// through child manifests, their blobs, so that a collection that
+    /// started before this push cannot sweep them (see [`super::lock`]).
+    ///
+    /// The caller has checked that `blobs` and `children` are linked into
+    /// `r`; below the children only what `r` links is followed or touched
+    /// (content of other repositories is neither revealed nor kept alive),
+    /// and the walk is bounded by [`MAX_FOLLOWED_DESCRIPTORS`] and
+    /// [`MAX_FOLLOWED_BYTES`]: past them the push is refused.
     pub fn protect_references(
         &self,
+        r: &RepoName,
         manifest: &Digest,
         blobs: &[Digest],
         children: &[Digest],
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         self.touch_blob(manifest)?;
         for b in blobs {
             self.touch_blob(b)?;
         }
-        let mut seen = HashSet::new();
+        let mut walk = Walk {
+            seen: HashSet::new(),
+            descriptors: blobs.len() + children.len(),
+            bytes: 0,
+        };
+        walk.check()?;
         for c in children {
-            self.protect_closure(c, 0, &mut seen)?;
+            self.protect_closure(r, c, 0, &mut walk)?;
         }
         Ok(())
     }
 
     fn protect_closure(
         &self,
+        r: &RepoName,
         d: &Digest,
         depth: usize,
-        seen: &mut HashSet<Digest>,
-    ) -> io::Result<()> {
-        if depth > MAX_DEPTH || !seen.insert(d.clone()) {
+        walk: &mut Walk,
+    ) -> Result<()> {
+        if depth > MAX_DEPTH || !walk.seen.insert(d.clone()) {
             return Ok(());
         }
         self.touch_blob(d)?;
         let Some(bytes) = self.read_manifest_bytes(d)? else {
             return Ok(());
         };
+        walk.bytes += bytes.len() as u64;
+        walk.check()?;
         let refs = references(&bytes);
+        drop(bytes);
+        walk.descriptors += refs.blobs.len() + refs.manifests.len();
+        walk.check()?;
         for b in &refs.blobs {
-            self.touch_blob(b)?;
+            if self.is_linked(r, b)? {
+                self.touch_blob(b)?;
+            }
         }
         for m in &refs.manifests {
-            self.protect_closure(m, depth + 1, seen)?;
+            if read_link(&self.layout.revision_link(r, m))?.as_ref() == Some(m) {
+                self.protect_closure(r, m, depth + 1, walk)?;
+            }
         }
         Ok(())
     }
@@ -201,5 +283,48 @@ impl Disk {
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Algorithm;
+
+    #[test]
+    fn a_push_whose_children_name_too_many_descriptors_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = Disk {
+            layout: Layout::new(tmp.path()),
+            guard: GcGuard::default(),
+        };
+        std::fs::create_dir_all(disk.layout.tmp_dir()).unwrap();
+        let r: RepoName = "a/b".parse().unwrap();
+        // Each digest counts twice (as a blob and as a manifest to follow).
+        let per_child = MAX_FOLLOWED_DESCRIPTORS / 4 + 1;
+        let mut children = Vec::new();
+        for c in 0..2u64 {
+            // Not JSON: every digest it spells is followed.
+            let bytes: String = (0..per_child as u64)
+                .map(|i| {
+                    format!(
+                        "{} ",
+                        Digest::of(Algorithm::Sha256, &(c << 32 | i).to_le_bytes())
+                    )
+                })
+                .collect();
+            let bytes = Bytes::from(bytes);
+            let d = Digest::of(Algorithm::Sha256, &bytes);
+            disk.write_blob(&bytes, &d).unwrap();
+            disk.write_link(&disk.layout.revision_link(&r, &d), &d)
+                .unwrap();
+            children.push(d);
+        }
+        let m = Digest::of(Algorithm::Sha256, b"index");
+        assert!(disk.protect_references(&r, &m, &[], &children[..1]).is_ok());
+        assert!(matches!(
+            disk.protect_references(&r, &m, &[], &children),
+            Err(StoreError::ManifestTooComplex(_))
+        ));
     }
 }

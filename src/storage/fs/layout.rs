@@ -12,6 +12,11 @@
 //! repositories/<name>/_uploads/<uuid>/{data,startedat}       upload sessions
 //! repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>/<hex>/link   Berth only:
 //!                                              subject -> manifests referring to it
+//! repositories/<name>/_berth/referrers/<alg>/<hex>/<alg>/<hex>/{descriptor,artifact-type}
+//!                                              Berth only: the referrer's descriptor
+//!                                              (JSON) and its artifactType, written at push
+//! repositories/<name>/_berth/revisions/<alg>/<hex>/media-type  Berth only: the
+//!                                              media type a revision is served with
 //! _berth/tmp/                                  Berth only: files being written
 //! _berth/lock                                  Berth only: the data-dir lock
 //! ```
@@ -165,6 +170,32 @@ impl Layout {
     pub fn referrer_link(&self, r: &RepoName, subject: &Digest, referrer: &Digest) -> PathBuf {
         self.referrer(r, subject, referrer).join("link")
     }
+    /// The referrer's descriptor, serialized as served in a referrers list.
+    pub fn referrer_descriptor(
+        &self,
+        r: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> PathBuf {
+        self.referrer(r, subject, referrer).join("descriptor")
+    }
+    /// The referrer's artifactType (empty: none), read to filter a list.
+    pub fn referrer_artifact_type(
+        &self,
+        r: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> PathBuf {
+        self.referrer(r, subject, referrer).join("artifact-type")
+    }
+    /// Berth's record of a revision (beside registry:2's `_manifests`).
+    pub fn revision_meta(&self, r: &RepoName, d: &Digest) -> PathBuf {
+        digest_dir(&self.repo(r).join("_berth/revisions"), d)
+    }
+    /// The media type revision `d` is served with.
+    pub fn revision_media_type(&self, r: &RepoName, d: &Digest) -> PathBuf {
+        self.revision_meta(r, d).join("media-type")
+    }
     /// The `<alg>` directory above `referrer`'s entry, to tidy up after it.
     pub fn referrer_alg(&self, r: &RepoName, subject: &Digest, alg: Algorithm) -> PathBuf {
         self.referrers_of(r, subject).join(alg.as_str())
@@ -284,6 +315,10 @@ mod tests {
             (
                 l.referrer_link(&r, &d, &d),
                 format!("{repo}/_berth/referrers/sha256/{hex}/sha256/{hex}/link"),
+            ),
+            (
+                l.revision_media_type(&r, &d),
+                format!("{repo}/_berth/revisions/sha256/{hex}/media-type"),
             ),
             (l.lock_file(), format!("{v2}/_berth/lock")),
         ];

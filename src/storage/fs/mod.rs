@@ -17,6 +17,7 @@ mod disk;
 mod io;
 mod layout;
 mod lock;
+mod referrers;
 mod store;
 mod uploads;
 
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use disk::Disk;
 use layout::Layout;
 use lock::{DirLock, GcGuard};
-use uploads::HashStates;
+use uploads::{HashStates, OpenUploads};
 
 use super::{Result, StoreError};
 
@@ -36,6 +37,8 @@ pub struct FsStore {
     /// offline `garbage-collect` (see [`lock`]).
     _dir_lock: Option<File>,
     hash_states: HashStates,
+    /// The upload sessions open, and their limits (see [`FsStore::limit_uploads`]).
+    open_uploads: OpenUploads,
     /// With online GC: a blob found by HEAD or GET that was last modified
     /// longer ago than this gets its mtime refreshed (see [`FsStore::refresh_reads`]).
     refresh_after: Option<std::time::Duration>,
@@ -90,6 +93,8 @@ impl FsStore {
         }
         Ok(FsStore {
             _dir_lock: lock::lock_dir(&layout, lock)?,
+            // Only a server starts uploads: a collection need not count them.
+            open_uploads: OpenUploads::new(&layout, lock == DirLock::Shared),
             disk: Disk {
                 layout,
                 guard: GcGuard::default(),

@@ -2,6 +2,7 @@
 //! referrers (uploads are in [`super::uploads`]). Each operation is one
 //! closure on the blocking pool.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
 use std::ops::Range;
@@ -12,10 +13,13 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
 use super::io::{list_dir, not_found, read_link, remove_tree};
-use super::layout::{list_digests, Holding};
-use super::{blocking, FsStore};
-use crate::oci::{Descriptor, Digest, Manifest, RepoName, Tag};
-use crate::storage::{ByteStream, Result, Store, StoreError, StoredManifest};
+use super::layout::Holding;
+use super::{blocking, referrers, FsStore};
+use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
+use crate::storage::{
+    ByteStream, ManifestInfo, ReferrersPage, ReferrersQuery, Result, Store, StoreError,
+    StoredManifest,
+};
 
 /// Read size when streaming a blob out.
 const READ_CHUNK: usize = 256 << 10;
@@ -157,6 +161,33 @@ impl Store for FsStore {
         blocking(move || disk.read_manifest(&r, &d)).await
     }
 
+    async fn manifest_info(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestInfo> {
+        let (disk, r, reference) = (self.disk.clone(), repo.clone(), reference.clone());
+        blocking(move || {
+            let d = match reference {
+                Reference::Digest(d) => d,
+                Reference::Tag(t) => disk
+                    .tag_target(&r, t.as_str())?
+                    .ok_or(StoreError::ManifestUnknown)?,
+            };
+            if !disk.has_revision(&r, &d)? {
+                return Err(StoreError::ManifestUnknown);
+            }
+            let size = disk.blob_len(&d)?.ok_or(StoreError::ManifestUnknown)?;
+            let media_type = match disk.recorded_media_type(&r, &d)? {
+                Some(mt) => mt,
+                // Pushed without a record: read (and record) it once.
+                None => disk.read_manifest(&r, &d)?.media_type,
+            };
+            Ok(ManifestInfo {
+                digest: d,
+                media_type,
+                size,
+            })
+        })
+        .await
+    }
+
     async fn manifest_put(
         &self,
         repo: &RepoName,
@@ -167,19 +198,36 @@ impl Store for FsStore {
     ) -> Result<()> {
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
         let tags = tags.to_vec();
+        // Each digest once, however often the manifest names it.
         let blobs: Vec<Digest> = manifest
             .blob_references()
             .map(|b| b.digest.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         let children: Vec<Digest> = manifest
             .manifests
             .iter()
             .map(|m| m.digest.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        let media_type = manifest.stored_media_type;
+        let referrer = match &subject {
+            Some(_) => {
+                let desc = manifest.referrer_descriptor(d.clone(), bytes.len() as u64);
+                let json = serde_json::to_vec(&desc).map_err(std::io::Error::other)?;
+                Some((json, desc.artifact_type.unwrap_or_default()))
+            }
+            None => None,
+        };
         blocking(move || {
             let _push = disk.push_guard();
-            disk.protect_references(&d, &blobs, &children)?;
+            // Membership first, from this repository's own links only:
+            // nothing is read, parsed or touched for a push that names
+            // content the repository does not hold (which would also tell
+            // what other repositories hold, and keep it alive).
             for b in &blobs {
                 if disk.linked_len(&r, b)?.is_none() {
                     return Err(StoreError::ManifestBlobUnknown(b.clone()));
@@ -190,12 +238,22 @@ impl Store for FsStore {
                     return Err(StoreError::ManifestBlobUnknown(c.clone()));
                 }
             }
+            disk.protect_references(&r, &d, &blobs, &children)?;
             if disk.blob_len(&d)?.is_none() {
                 disk.write_blob(&bytes, &d)?;
             }
             let layout = &disk.layout;
+            disk.write_atomic(
+                &layout.revision_media_type(&r, &d),
+                media_type.as_str().as_bytes(),
+            )?;
             disk.write_link(&layout.revision_link(&r, &d), &d)?;
-            if let Some(s) = &subject {
+            if let (Some(s), Some((json, artifact_type))) = (&subject, &referrer) {
+                disk.write_atomic(
+                    &layout.referrer_artifact_type(&r, s, &d),
+                    artifact_type.as_bytes(),
+                )?;
+                disk.write_atomic(&layout.referrer_descriptor(&r, s, &d), json)?;
                 disk.write_link(&layout.referrer_link(&r, s, &d), &d)?;
             }
             for t in &tags {
@@ -225,6 +283,7 @@ impl Store for FsStore {
                 }
             }
             remove_tree(&layout.revision(&r, &d))?;
+            remove_tree(&layout.revision_meta(&r, &d))?;
             Ok(())
         })
         .await
@@ -265,30 +324,22 @@ impl Store for FsStore {
         blocking(move || Ok(layout.walk_repositories(Holding::Manifests)?)).await
     }
 
-    async fn referrers(&self, repo: &RepoName, subject: &Digest) -> Result<Vec<Descriptor>> {
-        let (disk, r, s) = (self.disk.clone(), repo.clone(), subject.clone());
-        blocking(move || {
-            let mut out = Vec::new();
-            for d in list_digests(&disk.layout.referrers_of(&r, &s))? {
-                let stored = match disk.read_manifest(&r, &d) {
-                    Ok(m) => m,
-                    Err(StoreError::ManifestUnknown) => continue,
-                    Err(e) => return Err(e),
-                };
-                let Ok(m) = Manifest::parse(&stored.bytes, None) else {
-                    continue;
-                };
-                out.push(Descriptor {
-                    media_type: m.media_type.as_str().to_string(),
-                    digest: d,
-                    size: stored.bytes.len() as u64,
-                    artifact_type: m.effective_artifact_type(),
-                    annotations: m.annotations,
-                    urls: Vec::new(),
-                });
-            }
-            Ok(out)
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        query: &ReferrersQuery,
+    ) -> Result<ReferrersPage> {
+        let (disk, r, s, q) = (
+            self.disk.clone(),
+            repo.clone(),
+            subject.clone(),
+            query.clone(),
+        );
+        let (records, next) = blocking(move || referrers::page(&disk, &r, &s, &q)).await?;
+        Ok(ReferrersPage {
+            descriptors: referrers::stream_records(records),
+            next,
         })
-        .await
     }
 }

@@ -4,20 +4,26 @@
 //! caller hands in the configuration, the listener and the shutdown signal,
 //! so the whole server runs in-process in tests.
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::middleware;
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api::{self, AppState};
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::storage::FsStore;
+use conn::connection;
+
+mod conn;
 
 /// How long in-flight requests may run after the shutdown signal (container
 /// runtimes should wait a little longer before SIGKILL: compose
@@ -41,6 +47,7 @@ pub struct Registry {
     /// The online collector, stopped when the registry is dropped.
     gc: Option<tokio::task::JoinHandle<()>>,
     summary: Summary,
+    limits: Limits,
 }
 
 /// What the start-up log line says.
@@ -78,6 +85,10 @@ impl Registry {
                 );
             }
         }
+        store.limit_uploads(
+            config.limits.max_uploads,
+            config.limits.max_uploads_per_repository,
+        );
         let store = Arc::new(store);
         let gc = if config.gc.enabled {
             Some(crate::gc::spawn_online(store.clone(), &config.gc)?)
@@ -96,11 +107,13 @@ impl Registry {
         let state = AppState {
             store,
             delete_enabled: config.storage.delete.enabled,
+            limits: Arc::new(config.limits.clone()),
         };
         Ok(Registry {
             router: app(state, auth),
             gc,
             summary,
+            limits: config.limits.clone(),
         })
     }
 
@@ -112,6 +125,12 @@ impl Registry {
     /// Serves on `listener` until `shutdown` completes, then lets in-flight
     /// requests finish for up to [`SHUTDOWN_GRACE`]; the rest are dropped
     /// (an interrupted upload leaves only its session, never a blob or tag).
+    ///
+    /// HTTP/1.1 and HTTP/2 (prior knowledge) on each connection, at most
+    /// `limits.max_connections` at once: beyond that, new connections wait
+    /// in the listen backlog until one closes. Each connection is closed
+    /// when it takes longer than `limits.header_read_timeout` to send a
+    /// request header, or sits idle for `limits.idle_timeout`.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -125,26 +144,71 @@ impl Registry {
             "listening on {}",
             listener.local_addr()?
         );
-        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-        let server = axum::serve(
-            listener,
-            // The peer address feeds the auth layer's per-client lockout.
-            self.router
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            let _ = stopping_tx.send(true);
-        });
-        let deadline = async move {
-            let _ = stopping.wait_for(|s| *s).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
+        let limits = Arc::new(self.limits.clone());
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The header and idle timeouts are the watchdog's (see `connection`):
+        // hyper's own header timeout also runs while a kept-alive connection
+        // waits for its next request, which would make idle = header timeout.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None);
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut full_logged = false;
+        loop {
+            let permit = match slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if !full_logged {
+                        tracing::warn!(
+                            max_connections = limits.max_connections,
+                            "connection limit reached: new connections wait until one closes \
+                             (limits.max_connections)"
+                        );
+                        full_logged = true;
+                    }
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => match p {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                        _ = &mut shutdown => break,
+                    }
+                }
+            };
+            if slots.available_permits() > limits.max_connections / 2 {
+                full_logged = false;
+            }
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and the like: wait a little rather than spin.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            tokio::spawn(connection(
+                builder.clone(),
+                graceful.watcher(),
+                self.router.clone(),
+                limits.clone(),
+                stream,
+                peer,
+                permit,
+            ));
+        }
+        drop(listener);
+        tracing::info!("shutting down: finishing in-flight requests");
         tokio::select! {
-            done = server.into_future() => done?,
-            _ = deadline => tracing::warn!(
+            _ = graceful.shutdown() => {},
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!(
                 "in-flight requests still running after {}s: stopping anyway",
                 SHUTDOWN_GRACE.as_secs()
             ),
