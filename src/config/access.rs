@@ -143,11 +143,15 @@ impl AccessConfig {
         let patterns = self
             .anonymous_pull
             .iter()
-            .chain(self.rules.iter().flat_map(|r| r.repositories.iter()));
-        for p in patterns {
+            .map(|p| ("access.anonymous_pull".to_string(), p))
+            .chain(self.rules.iter().enumerate().flat_map(|(i, r)| {
+                let key = format!("access.rules[{}].repositories", super::rule_number(i));
+                r.repositories.iter().map(move |p| (key.clone(), p))
+            }));
+        for (key, p) in patterns {
             if p.is_empty() || p.contains(char::is_whitespace) {
                 return Err(format!(
-                    "access: repository pattern {p:?} is empty or has spaces"
+                    "{key}: repository pattern {p:?} is empty or has spaces"
                 ));
             }
         }

@@ -67,23 +67,6 @@ async fn send(
     }
 }
 
-/// Whether `h` is a Content-Range whose length overflows a u64
-/// (`0-18446744073709551615`): `chunk_range` in src/api/uploads.rs
-/// computes `b - a + 1` unchecked, which panics in a debug build (and wraps
-/// to 0 in release). Reported, not ours to fix; skipped here, reproduced by
-/// the ignored test below.
-fn overflows(h: &str) -> bool {
-    let s = h.trim();
-    let s = s.strip_prefix("bytes").map(str::trim).unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    s.split_once('-').is_some_and(|(a, b)| {
-        matches!(
-            (a.trim().parse::<u64>(), b.trim().parse::<u64>()),
-            (Ok(0), Ok(u64::MAX))
-        )
-    })
-}
-
 /// The `Range` a session of `size` bytes reports (registry:2's form).
 fn reported(size: usize) -> String {
     format!("0-{}", size.saturating_sub(1))
@@ -135,9 +118,6 @@ fn random_content_ranges_keep_an_upload_session_consistent() {
                 };
                 // What must happen: the chunk lands where the upload
                 // stands (with a length to match) or is refused.
-                if header.as_deref().is_some_and(overflows) {
-                    continue;
-                }
                 let must_accept = match range {
                     ChunkRange::Absent => true,
                     ChunkRange::Right(3) => false, // `bytes=` is no Content-Range form Berth knows
@@ -216,7 +196,6 @@ fn random_content_ranges_keep_an_upload_session_consistent() {
 }
 
 #[test]
-#[ignore = "bug in src/api/uploads.rs chunk_range: `b - a + 1` overflows (panics in debug)"]
 fn a_content_range_of_the_whole_u64_space_is_refused_not_a_panic() {
     let rt = runtime();
     let _in_rt = rt.enter();
