@@ -9,6 +9,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
+use support::status_kib;
 
 const SIZE: u64 = 2 << 30;
 const LIMIT_KIB: u64 = 64 << 10;
@@ -34,16 +35,6 @@ impl Read for Generated {
         self.hash.lock().unwrap().update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// A `/proc/<pid>/status` figure in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 #[test]

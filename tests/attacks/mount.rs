@@ -8,21 +8,11 @@
 use std::process::Command;
 
 use crate::support::auth::{post_blob, with, Setup};
+use crate::support::inprocess::RULES;
 use crate::support::{client, have, Registry};
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret");
 const ALICE: (&str, &str) = ("alice", "alice-secret");
-
-const RULES: &str = r#"
-[[access.rules]]
-repositories = ["team-a/**"]
-users = ["alice"]
-actions = ["pull", "push"]
-[[access.rules]]
-repositories = ["**"]
-users = ["admin"]
-actions = ["pull", "push", "delete"]
-"#;
 
 fn start() -> (Setup, Registry) {
     let setup = Setup::new();

@@ -17,16 +17,6 @@ const CLIENTS: usize = 4;
 /// What serving them all may add to the server's peak RSS.
 const LIMIT_KIB: u64 = 64 << 10;
 
-/// A `/proc/<pid>/status` figure in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// Follows the referrers pages from `first`; asserts each is a valid index
 /// (with the filter header when filtered) and returns the digests in order.
 fn all_pages(api: &Api, first: &str, filtered: bool) -> (Vec<String>, usize) {
