@@ -10,6 +10,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -20,6 +22,19 @@ use crate::oci::{Algorithm, Digest, RepoName};
 use crate::storage::{ByteStream, Result, StoreError};
 
 mod slots;
+
+/// When the upload limits are hit, a session idle this long (no byte
+/// received, no status asked that touched it) is removed to free its slot.
+pub const RECLAIM_IDLE: Duration = Duration::from_secs(3600);
+
+/// How long since `dir` (an upload session) or its `data` last changed.
+fn idle_for(dir: &std::path::Path, data: &std::path::Path) -> Result<Duration> {
+    let last = [super::io::mtime(dir)?, super::io::mtime(data)?]
+        .into_iter()
+        .flatten()
+        .max();
+    Ok(last.map_or(Duration::ZERO, |t| t.elapsed().unwrap_or_default()))
+}
 mod states;
 #[cfg(test)]
 mod tests;
@@ -109,16 +124,34 @@ impl FsStore {
         };
         let layout = self.disk.layout.clone();
         let gone = blocking(move || {
-            Ok(counted
-                .into_iter()
-                .filter(|(r, id)| {
-                    RepoName::from_storage(r).is_ok_and(|repo| !layout.upload(&repo, id).is_dir())
-                })
-                .collect::<Vec<_>>())
+            let mut gone = Vec::new();
+            for (r, id) in counted {
+                let Ok(repo) = RepoName::from_storage(&r) else {
+                    continue;
+                };
+                let dir = layout.upload(&repo, &id);
+                if !dir.is_dir() {
+                    gone.push((r, id));
+                } else if idle_for(&dir, &layout.upload_data(&repo, &id))? > RECLAIM_IDLE {
+                    // Under pressure, a session nobody has touched for
+                    // this long is abandoned: its slot goes to a new one,
+                    // so a client cannot hold a repository's slots with
+                    // sessions it never uses.
+                    remove_tree(&dir)?;
+                    tracing::info!(
+                        repository = r,
+                        upload = id,
+                        "reclaimed an idle upload session"
+                    );
+                    gone.push((r, id));
+                }
+            }
+            Ok(gone)
         })
         .await?;
         for (r, id) in &gone {
             self.open_uploads.release(r, id);
+            self.hash_states.forget(id);
         }
         self.open_uploads.reserve(repo, id)
     }

@@ -130,3 +130,30 @@ async fn sessions_are_bounded_and_finish_cancel_and_purge_free_slots() {
     store.start_upload(&a).await.unwrap();
     let _ = a3;
 }
+
+#[tokio::test]
+async fn at_the_limit_a_long_idle_session_is_reclaimed_for_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    store.limit_uploads(10, 2);
+    let a: RepoName = "a".parse().unwrap();
+    let idle = store.start_upload(&a).await.unwrap();
+    let busy = store.start_upload(&a).await.unwrap();
+    assert!(matches!(
+        store.start_upload(&a).await,
+        Err(StoreError::TooManyUploads { .. })
+    ));
+    // Two hours without a byte: abandoned.
+    let then = std::time::SystemTime::now() - 2 * RECLAIM_IDLE;
+    let layout = &store.disk.layout;
+    for p in [layout.upload_data(&a, &idle), layout.upload(&a, &idle)] {
+        std::fs::File::open(&p).unwrap().set_modified(then).unwrap();
+    }
+    std::thread::sleep(RECHECK_EVERY);
+    store.start_upload(&a).await.unwrap();
+    assert!(
+        !layout.upload(&a, &idle).exists(),
+        "the idle session is gone"
+    );
+    assert!(layout.upload(&a, &busy).exists(), "a recent session stays");
+}
