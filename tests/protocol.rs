@@ -264,6 +264,8 @@ async fn the_auth_layer_without_a_parsed_route_refuses() {
         store: std::sync::Arc::new(store),
         delete_enabled: false,
         limits: Default::default(),
+        readonly: Default::default(),
+        responses: Default::default(),
     };
     let bare = berth::api::handlers(state).layer(axum::middleware::from_fn_with_state(
         auth,

@@ -1,13 +1,16 @@
 //! The layers around the API's handlers that every request passes, whatever
 //! sits between them and the handlers: the version header, one log line,
+//! the configured headers (`http.headers`), CORS (`[cors]`),
 //! `Connection: close` after a refused body, and the parsing of the route.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::Request;
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -15,19 +18,145 @@ use tracing::Instrument;
 
 use super::request::parse_request;
 
+/// What the outer layers add to responses: `http.headers` and `[cors]`.
+#[derive(Debug, Default)]
+pub struct ResponsePolicy {
+    /// `http.headers`, one entry per header line.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `[cors]`, when some origin is allowed.
+    pub cors: Option<Cors>,
+}
+
+/// `[cors]` as header values, ready to send.
+#[derive(Debug)]
+pub struct Cors {
+    /// `None`: any origin (`*`).
+    origins: Option<Vec<HeaderValue>>,
+    methods: HeaderValue,
+    headers: HeaderValue,
+    expose: HeaderValue,
+    credentials: bool,
+    max_age: HeaderValue,
+}
+
+impl ResponsePolicy {
+    /// From a validated configuration (an invalid one is refused here too).
+    pub fn from_config(config: &crate::config::Config) -> Result<ResponsePolicy, String> {
+        let headers = config.http.header_lines().map_err(|e| e.to_string())?;
+        let c = &config.cors;
+        let cors = if c.enabled() {
+            let join = |key: &str, list: &[String]| {
+                HeaderValue::try_from(list.join(", "))
+                    .map_err(|_| format!("cors.{key} is not a header value"))
+            };
+            let origins = if c.any_origin() {
+                None
+            } else {
+                let values = c.allowed_origins.iter().map(|o| {
+                    HeaderValue::try_from(o.as_str())
+                        .map_err(|_| format!("cors.allowed_origins: {o:?} is not an origin"))
+                });
+                Some(values.collect::<Result<Vec<_>, _>>()?)
+            };
+            Some(Cors {
+                origins,
+                methods: join("allowed_methods", &c.allowed_methods)?,
+                headers: join("allowed_headers", &c.allowed_headers)?,
+                expose: join("expose_headers", &c.expose_headers)?,
+                credentials: c.allow_credentials,
+                max_age: HeaderValue::from(c.max_age.as_secs()),
+            })
+        } else {
+            None
+        };
+        Ok(ResponsePolicy { headers, cors })
+    }
+}
+
 /// Wraps `routes` (the handlers, with whatever layers were put around them)
 /// in the API's outer layers. From the outside in: the version header, the
-/// log line, `Connection: close`, the route parser; so a 401 from an inner
-/// layer is logged and carries the version header too.
-pub fn outer_layers(routes: Router) -> Router {
+/// log line, `http.headers`, CORS (a preflight is answered here, before any
+/// auth layer inside), `Connection: close`, the route parser; so a 401 from
+/// an inner layer is logged and carries the version, configured and CORS
+/// headers too.
+pub fn outer_layers(routes: Router, policy: Arc<ResponsePolicy>) -> Router {
     routes
         .layer(middleware::from_fn(parse_request))
         .layer(middleware::from_fn(close_after_refused_body))
+        .layer(middleware::from_fn_with_state(policy.clone(), cors))
+        .layer(middleware::from_fn_with_state(policy, configured_headers))
         .layer(middleware::from_fn(log_request))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("docker-distribution-api-version"),
             HeaderValue::from_static("registry/2.0"),
         ))
+}
+
+/// `http.headers` on every response.
+async fn configured_headers(
+    State(policy): State<Arc<ResponsePolicy>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut resp = next.run(req).await;
+    for (name, value) in &policy.headers {
+        resp.headers_mut().append(name.clone(), value.clone());
+    }
+    resp
+}
+
+/// CORS for the origins `[cors]` allows: a preflight (`OPTIONS` with
+/// `Access-Control-Request-Method`) is answered here, without credentials;
+/// every other response gets `Access-Control-Allow-Origin` and the exposed
+/// headers. Requests from other origins pass untouched.
+async fn cors(State(policy): State<Arc<ResponsePolicy>>, req: Request, next: Next) -> Response {
+    let Some(cors) = &policy.cors else {
+        return next.run(req).await;
+    };
+    let allowed = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| match &cors.origins {
+            None => Some(HeaderValue::from_static("*")),
+            Some(list) => list.contains(o).then(|| o.clone()),
+        });
+    let Some(origin) = allowed else {
+        let mut resp = next.run(req).await;
+        if cors.origins.is_some() {
+            resp.headers_mut()
+                .append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        return resp;
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, cors.methods.clone());
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, cors.headers.clone());
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, cors.max_age.clone());
+        resp
+    } else {
+        let mut resp = next.run(req).await;
+        resp.headers_mut()
+            .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, cors.expose.clone());
+        resp
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    if cors.credentials {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    if cors.origins.is_some() {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    resp
 }
 
 /// An error answering a request that sends a body (a refused chunk, say)

@@ -18,6 +18,7 @@ mod uploads;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -29,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 pub use error::ApiError;
-pub use layers::outer_layers;
+pub use layers::{outer_layers, ResponsePolicy};
 pub use request::{parse_request, ParsedRequest, PullAccess, Query};
 pub use route::Route;
 
@@ -44,7 +45,16 @@ pub struct AppState {
     pub delete_enabled: bool,
     /// `[limits]`: what one request may make the handlers spend.
     pub limits: Arc<Limits>,
+    /// `storage.maintenance.readonly.enabled`: every write answers 405
+    /// UNSUPPORTED. Shared, so a reload can flip it while pulls go on.
+    pub readonly: Arc<AtomicBool>,
+    /// `http.headers` and `[cors]`, applied by [`outer_layers`].
+    pub responses: Arc<ResponsePolicy>,
 }
+
+/// The message of every write refused in read-only mode.
+pub const READONLY_MESSAGE: &str =
+    "the registry is in read-only mode (storage.maintenance.readonly.enabled)";
 
 pub type ApiResult = Result<Response, ApiError>;
 
@@ -78,6 +88,17 @@ async fn dispatch(
     // A body that stalls for `body_idle_timeout` fails its reader, so the
     // handler returns (releasing an upload's lock) and answers 408.
     let body = Body::new(IdleBody::new(body, state.limits.body_idle_timeout));
+    if state.readonly.load(Ordering::Relaxed)
+        && matches!(
+            method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    {
+        return ApiError::new(ErrorCode::Unsupported)
+            .message(READONLY_MESSAGE)
+            .detail(serde_json::json!({ "method": method.as_str(), "path": uri.path() }))
+            .into_response();
+    }
     let (s, q, h) = (&state, &parsed.query, &headers);
     let access = access.map(|Extension(a)| a);
     let result = match (method, route) {

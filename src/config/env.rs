@@ -21,6 +21,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("log.formatter", Kind::Str),
     ("storage.filesystem.rootdirectory", Kind::Str),
     ("storage.delete.enabled", Kind::Bool),
+    ("storage.maintenance.readonly.enabled", Kind::Bool),
     ("auth", Kind::AuthScheme),
     ("auth.htpasswd.realm", Kind::Str),
     ("auth.htpasswd.path", Kind::Str),

@@ -5,6 +5,7 @@
 
 mod access;
 mod auth;
+mod cors;
 pub mod duration;
 mod env;
 mod gc;
@@ -18,10 +19,11 @@ use serde::Deserialize;
 
 pub use access::{AccessConfig, AccessRule, Action, Lockout};
 pub use auth::{AuthConfig, HtpasswdConfig, InitialUser};
+pub use cors::Cors;
 pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
-pub use server::{Delete, Filesystem, Http, Log, LogFormat, Storage};
+pub use server::{Delete, Filesystem, Http, Log, LogFormat, Maintenance, ReadOnly, Storage};
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +38,8 @@ pub struct Config {
     pub gc: Gc,
     /// `[limits]`: Berth's bounds on connections, time and per-request work.
     pub limits: Limits,
+    /// `[cors]`: answers to browsers on other origins (off by default).
+    pub cors: Cors,
     /// `BERTH_INITIAL_USER` / `BERTH_INITIAL_PASSWORD` from the environment.
     #[serde(skip)]
     pub initial_user: InitialUser,
@@ -101,6 +105,8 @@ impl Config {
         self.gc.validate()?;
         self.limits.validate()?;
         self.storage.validate()?;
+        self.http.header_lines()?;
+        self.cors.validate()?;
         self.log.validate()
     }
 

@@ -1,6 +1,7 @@
 //! `[http]`, `[log]` and `[storage]`: registry:2's sections for where the
 //! registry listens, what it logs and where it keeps its data.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,17 +14,42 @@ use super::ConfigError;
 pub struct Http {
     /// `host:port` to listen on; `:5000` means every interface, as in registry:2.
     pub addr: String,
+    /// `[http.headers]`: header name → values, added to every response
+    /// (registry:2's `http.headers`; several values, several header lines).
+    pub headers: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Http {
     fn default() -> Http {
         Http {
             addr: "127.0.0.1:5000".into(),
+            headers: BTreeMap::new(),
         }
     }
 }
 
 impl Http {
+    /// `http.headers` as header lines; an invalid name or value names its key.
+    pub fn header_lines(
+        &self,
+    ) -> Result<Vec<(axum::http::HeaderName, axum::http::HeaderValue)>, ConfigError> {
+        let mut lines = Vec::new();
+        for (name, values) in &self.headers {
+            let n = axum::http::HeaderName::try_from(name.as_str()).map_err(|_| {
+                ConfigError::Invalid(format!("http.headers: {name:?} is not a header name"))
+            })?;
+            for value in values {
+                let v = axum::http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "http.headers.{name}: {value:?} is not a header value"
+                    ))
+                })?;
+                lines.push((n.clone(), v));
+            }
+        }
+        Ok(lines)
+    }
+
     /// `addr` as a socket address (`:5000` → `0.0.0.0:5000`).
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         let addr = &self.addr;
@@ -85,6 +111,8 @@ impl Log {
 pub struct Storage {
     pub filesystem: Filesystem,
     pub delete: Delete,
+    /// `[storage.maintenance]`: registry:2's read-only switch.
+    pub maintenance: Maintenance,
 }
 
 impl Storage {
@@ -115,5 +143,19 @@ impl Default for Filesystem {
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, default)]
 pub struct Delete {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Maintenance {
+    pub readonly: ReadOnly,
+}
+
+/// `storage.maintenance.readonly.enabled`: pulls are served, every write
+/// answers 405 UNSUPPORTED, and the online collector does not run.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReadOnly {
     pub enabled: bool,
 }

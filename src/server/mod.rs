@@ -34,11 +34,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// layer when `auth` is given, inside the API's outer layers (so a 401 is
 /// logged and carries the version header too).
 pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
+    let responses = state.responses.clone();
     let mut routes = api::handlers(state);
     if let Some(auth) = auth {
         routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
     }
-    api::outer_layers(routes)
+    api::outer_layers(routes, responses)
 }
 
 /// A registry built from its configuration, ready to serve.
@@ -90,7 +91,11 @@ impl Registry {
             config.limits.max_uploads_per_repository,
         );
         let store = Arc::new(store);
-        let gc = if config.gc.enabled {
+        let readonly = config.storage.maintenance.readonly.enabled;
+        if readonly && config.gc.enabled {
+            tracing::warn!("read-only mode (storage.maintenance.readonly.enabled): the online collector does not run");
+        }
+        let gc = if config.gc.enabled && !readonly {
             Some(crate::gc::spawn_online(store.clone(), &config.gc)?)
         } else {
             None
@@ -108,6 +113,10 @@ impl Registry {
             store,
             delete_enabled: config.storage.delete.enabled,
             limits: Arc::new(config.limits.clone()),
+            readonly: Arc::new(readonly.into()),
+            responses: Arc::new(
+                api::ResponsePolicy::from_config(config).map_err(anyhow::Error::msg)?,
+            ),
         };
         Ok(Registry {
             router: app(state, auth),
