@@ -5,7 +5,7 @@ use reqwest::Method;
 
 use crate::support::api::{Api, Resp};
 use crate::support::content::{sha256, OCI_MANIFEST};
-use crate::support::harness::Registry;
+use crate::support::harness::{serve_command, Registry};
 
 const READONLY: &str = "the registry is in read-only mode (storage.maintenance.readonly.enabled)";
 
@@ -31,7 +31,7 @@ fn a_read_only_registry_serves_every_read_and_refuses_every_write() {
         let upload = api.start_upload("ro/app");
         (manifest, digest, layer, upload)
     };
-    let api = Api::on(Registry::start_in(
+    let cmd = serve_command(
         &root,
         &[
             ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
@@ -39,7 +39,14 @@ fn a_read_only_registry_serves_every_read_and_refuses_every_write() {
             ("REGISTRY_GC_ENABLED", "true"),
         ],
         &[],
-    ));
+    );
+    let api = Api::on(Registry::spawn(cmd, &root, true));
+    // The online collector, though enabled, does not run.
+    assert!(
+        api.reg.logs().contains("the online collector does not run"),
+        "{}",
+        api.reg.logs()
+    );
 
     // Every read.
     api.get("/v2/").expect(200);
