@@ -12,11 +12,19 @@ enum Kind {
     /// `REGISTRY_AUTH=htpasswd`: names the auth scheme, whose settings come
     /// from the file or the other `REGISTRY_AUTH_*` variables.
     AuthScheme,
+    /// A list of strings, comma-separated (registry:2 has no environment
+    /// form for lists).
+    List,
 }
 
 /// Keys that can be set from the environment, registry:2 style.
 const ENV_KEYS: &[(&str, Kind)] = &[
     ("http.addr", Kind::Str),
+    ("http.tls.certificate", Kind::Str),
+    ("http.tls.key", Kind::Str),
+    ("http.tls.minimumtls", Kind::Str),
+    ("http.tls.clientcas", Kind::List),
+    ("http.http2.disabled", Kind::Bool),
     ("log.level", Kind::Str),
     ("log.formatter", Kind::Str),
     ("storage.filesystem.rootdirectory", Kind::Str),
@@ -69,10 +77,12 @@ pub fn apply<'a>(
 
 /// Ignoring an unknown variable is harmless for most of registry:2's
 /// settings, but not for the ones that secure it: a registry started without
-/// the TLS or token auth its operator asked for would be silently open.
+/// the token auth its operator asked for would be silently open, and one
+/// given a TLS setting Berth lacks (Let's Encrypt) would serve plain HTTP.
 fn refuse_unsupported_security(name: &str) -> Result<(), ConfigError> {
     let why = if name.starts_with("REGISTRY_HTTP_TLS_") {
-        "Berth does not serve TLS itself; terminate TLS in a reverse proxy"
+        "Berth's TLS settings are REGISTRY_HTTP_TLS_CERTIFICATE, REGISTRY_HTTP_TLS_KEY, \
+         REGISTRY_HTTP_TLS_MINIMUMTLS and REGISTRY_HTTP_TLS_CLIENTCAS"
     } else if name.starts_with("REGISTRY_AUTH_") {
         "the only authentication Berth supports is htpasswd (REGISTRY_AUTH_HTPASSWD_REALM, REGISTRY_AUTH_HTPASSWD_PATH)"
     } else {
@@ -100,6 +110,14 @@ fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigE
             .map_err(|_| {
                 ConfigError::Invalid(format!("{name}={value:?} is not a count (0, 1, 2, ...)"))
             }),
+        Kind::List => Ok(toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        )),
         Kind::AuthScheme => match value {
             "htpasswd" => {
                 let mut t = toml::Table::new();
