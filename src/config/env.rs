@@ -156,3 +156,36 @@ fn set_path(tree: &mut toml::Table, key: &str, value: toml::Value) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_keys_from_the_environment() {
+        let mut tree = toml::Table::new();
+        let env = [
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem"),
+            ("REGISTRY_HTTP_TLS_CLIENTCAS", "/a.pem, /b.pem,"),
+            ("REGISTRY_HTTP_HTTP2_DISABLED", "true"),
+        ];
+        assert!(apply(&mut tree, env).unwrap().is_empty());
+        let http = tree["http"].as_table().unwrap();
+        let tls = http["tls"].as_table().unwrap();
+        assert_eq!(tls["certificate"].as_str(), Some("/c.pem"));
+        let cas: Vec<_> = tls["clientcas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(cas, ["/a.pem", "/b.pem"]);
+        assert_eq!(http["http2"]["disabled"].as_bool(), Some(true));
+        let e = apply(&mut tree, [("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "x")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL"),
+            "{e}"
+        );
+    }
+}

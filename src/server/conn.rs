@@ -51,14 +51,31 @@ pub(super) async fn connection<S>(
             resp
         }
     });
-    let conn = watcher.watch(builder.serve_connection_with_upgrades(io, service));
+    if builder.is_http2_available() {
+        let conn = watcher.watch(builder.serve_connection_with_upgrades(io, service));
+        drive(conn, &activity, &limits, peer).await;
+    } else {
+        // `http.http2.disabled`: `serve_connection_with_upgrades` does not
+        // honour `http1_only` (hyper-util 0.1.21), `serve_connection` does.
+        let conn = watcher.watch(builder.serve_connection(io, service));
+        drive(conn, &activity, &limits, peer).await;
+    }
+}
+
+/// Runs `conn` until it ends or the watchdog closes it.
+async fn drive<E: std::fmt::Display>(
+    conn: impl std::future::Future<Output = Result<(), E>>,
+    activity: &Activity,
+    limits: &Limits,
+    peer: SocketAddr,
+) {
     tokio::select! {
         done = conn => {
             if let Err(e) = done {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }
-        why = activity.watchdog(&limits) => {
+        why = activity.watchdog(limits) => {
             tracing::info!(%peer, "closing the connection: {why}");
         }
     }

@@ -350,3 +350,28 @@ fn minimumtls_13_refuses_a_tls12_client() {
     assert_eq!(curl(&reg, &ca, &["--tls-max", "1.2"]), None);
     assert_eq!(curl(&reg, &ca, &["--tlsv1.3"]).as_deref(), Some("2 200"));
 }
+
+#[test]
+fn http2_disabled_turns_off_h2c_on_plain_http() {
+    if !have("curl") {
+        return;
+    }
+    let get = |reg: &Registry, how: &str| {
+        let out = run(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+                .args(["-w", "%{http_version} %{http_code}", how])
+                .arg(reg.url("/v2/")),
+            LIMIT,
+        );
+        out.ok().then(|| out.stdout.trim().to_string())
+    };
+    let reg = Registry::start_with(&[]);
+    assert_eq!(
+        get(&reg, "--http2-prior-knowledge").as_deref(),
+        Some("2 200")
+    );
+    let reg = Registry::start_with(&[("REGISTRY_HTTP_HTTP2_DISABLED", "true")]);
+    assert_eq!(get(&reg, "--http2-prior-knowledge"), None);
+    assert_eq!(get(&reg, "--http1.1").as_deref(), Some("1.1 200"));
+}
