@@ -375,3 +375,43 @@ fn http2_disabled_turns_off_h2c_on_plain_http() {
     assert_eq!(get(&reg, "--http2-prior-knowledge"), None);
     assert_eq!(get(&reg, "--http1.1").as_deref(), Some("1.1 200"));
 }
+
+#[test]
+fn skopeo_pushes_and_inspects_over_mutual_tls_with_a_cert_dir() {
+    let Some(pki) = Pki::new() else { return };
+    if !have("skopeo") {
+        return;
+    }
+    let cas = pki.s("ca.pem");
+    let (reg, tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_CLIENTCAS", &cas)]);
+    // containers-certs.d(5): ca.crt, and a client pair as NAME.cert/NAME.key.
+    let certs = tmp.path().join("certs.d");
+    let server_only = tmp.path().join("server-only");
+    for dir in [&certs, &server_only] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(pki.path("ca.pem"), dir.join("ca.crt")).unwrap();
+    }
+    std::fs::copy(pki.path("client.pem"), certs.join("client.cert")).unwrap();
+    std::fs::copy(pki.path("client.key"), certs.join("client.key")).unwrap();
+    let img = support::small_image(support::Flavour::Oci, "amd64", "over tls");
+    let mut src = support::Layout::new(&tmp.path().join("src"));
+    src.add(&img, "v1");
+    let dest = format!("docker://127.0.0.1:{}/tls/app:v1", reg.port);
+    let certs = certs.display().to_string();
+    support::skopeo_ok(&[
+        "copy",
+        "--dest-cert-dir",
+        &certs,
+        &src.reference("v1"),
+        &dest,
+    ]);
+    let out = support::skopeo_ok(&["inspect", "--raw", "--cert-dir", &certs, &dest]);
+    assert_eq!(out.stdout.as_bytes(), img.bytes);
+    let server_only = server_only.display().to_string();
+    let out = support::skopeo(&["inspect", "--raw", "--cert-dir", &server_only, &dest]);
+    assert!(
+        !out.ok(),
+        "inspected without a client certificate: {}",
+        out.all()
+    );
+}
