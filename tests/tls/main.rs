@@ -415,3 +415,26 @@ fn skopeo_pushes_and_inspects_over_mutual_tls_with_a_cert_dir() {
         out.all()
     );
 }
+
+#[test]
+fn healthcheck_speaks_tls_when_the_configuration_has_it() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(&pki, "one", &[]);
+    let (cert, key) = (pki.s("one.pem"), pki.s("one.key"));
+    let addr = format!("127.0.0.1:{}", reg.port);
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("healthcheck")
+            .env("REGISTRY_HTTP_ADDR", &addr)
+            .env("REGISTRY_HTTP_TLS_CERTIFICATE", &cert)
+            .env("REGISTRY_HTTP_TLS_KEY", &key),
+        LIMIT,
+    );
+    assert!(out.ok(), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains(&format!("https://{addr}/v2/ answered 200")),
+        "{}",
+        out.all()
+    );
+}
