@@ -275,6 +275,12 @@ pub async fn serve(
     Registry::new(&config)?.serve(listener, shutdown).await
 }
 
+/// Reads and checks the TLS files of `http` as [`Registry::new`] does
+/// (for `berth check-config`); errors name the key.
+pub fn check_tls(http: &crate::config::Http) -> anyhow::Result<()> {
+    Tls::from_config(http).map(|_| ())
+}
+
 /// Binds `http.addr`.
 pub async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
     let addr = config.listen_addr()?;

@@ -343,6 +343,24 @@ fn an_invalid_tls_config_stops_start_up_naming_the_key() {
 }
 
 #[test]
+fn check_config_reads_the_tls_files() {
+    let Some(pki) = Pki::new() else { return };
+    let check = |key: &str| {
+        run(
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .arg("check-config")
+                .env("REGISTRY_HTTP_TLS_CERTIFICATE", pki.s("one.pem"))
+                .env("REGISTRY_HTTP_TLS_KEY", pki.s(key)),
+            LIMIT,
+        )
+    };
+    assert!(check("one.key").ok(), "{}", check("one.key").all());
+    let out = check("two.key");
+    assert!(!out.ok());
+    assert!(out.stderr.contains("http.tls.key"), "{}", out.all());
+}
+
+#[test]
 fn minimumtls_13_refuses_a_tls12_client() {
     let Some(pki) = Pki::new() else { return };
     let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_MINIMUMTLS", "tls1.3")]);
