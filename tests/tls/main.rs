@@ -361,6 +361,32 @@ fn check_config_reads_the_tls_files() {
 }
 
 #[test]
+fn the_tls_keys_are_read_from_the_config_file() {
+    let Some(pki) = Pki::new() else { return };
+    let file = pki.path("berth.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[http]\naddr = \"127.0.0.1:0\"\n[http.tls]\ncertificate = {:?}\nkey = {:?}\n\
+             minimumtls = \"tls1.3\"\nclientcas = [{:?}]\n[http.http2]\ndisabled = true\n",
+            pki.s("one.pem"),
+            pki.s("one.key"),
+            pki.s("ca.pem"),
+        ),
+    )
+    .unwrap();
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["check-config", "--config"])
+            .arg(&file),
+        LIMIT,
+    );
+    assert!(out.ok(), "{}", out.all());
+    assert!(out.stdout.contains("tls1.3"), "{}", out.all());
+    assert!(out.stdout.contains("ca.pem"), "{}", out.all());
+}
+
+#[test]
 fn minimumtls_13_refuses_a_tls12_client() {
     let Some(pki) = Pki::new() else { return };
     let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_MINIMUMTLS", "tls1.3")]);
