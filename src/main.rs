@@ -77,6 +77,11 @@ fn main() -> ExitCode {
         Command::Htpasswd(args) => cmd::htpasswd::run(args),
         Command::CheckConfig { config } => match cmd::load_config(config) {
             Ok(c) => {
+                // The TLS files are read as `serve` would read them.
+                if let Err(e) = berth::server::check_tls(&c.http) {
+                    eprintln!("berth: {e:#}");
+                    return ExitCode::from(2);
+                }
                 println!("{c:#?}");
                 ExitCode::SUCCESS
             }

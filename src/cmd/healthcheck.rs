@@ -1,12 +1,14 @@
 //! `berth healthcheck`: asks a running registry whether it answers, for
 //! container HEALTHCHECKs and probes in images that have no shell, curl or
-//! wget. One plain HTTP/1.1 GET over a `TcpStream`; the registry is healthy
-//! when `/v2/` answers 200 (open) or 401 (authentication required).
+//! wget. One plain HTTP/1.1 GET over a `TcpStream` (over TLS for an
+//! `https://` URL, which is the default when `http.tls` is set); the registry
+//! is healthy when `/v2/` answers 200 (open) or 401 (authentication required).
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth::config::Config;
@@ -58,7 +60,7 @@ pub fn run(args: Args) -> ExitCode {
 /// Why a check failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("{0:?} is not an http:// URL like http://127.0.0.1:5000/v2/")]
+    #[error("{0:?} is not an http:// or https:// URL like http://127.0.0.1:5000/v2/")]
     BadUrl(String),
     #[error("cannot resolve {0}")]
     Resolve(String),
@@ -87,7 +89,12 @@ pub fn default_url(config: &Config) -> Result<String, berth::config::ConfigError
         IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         _ => {}
     }
-    Ok(format!("http://{addr}/v2/"))
+    let scheme = if config.http.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    Ok(format!("{scheme}://{addr}/v2/"))
 }
 
 /// A parsed `http://host[:port][/path]`.
@@ -98,11 +105,18 @@ struct Target {
     host: String,
     port: u16,
     path: String,
+    /// `https://`.
+    tls: bool,
 }
 
 fn parse_url(url: &str) -> Result<Target, CheckError> {
     let bad = || CheckError::BadUrl(url.to_string());
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(bad()),
+    };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -113,7 +127,7 @@ fn parse_url(url: &str) -> Result<Target, CheckError> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(bad)?;
         match after {
-            "" => (host, 80),
+            "" => (host, default_port),
             p => (
                 host,
                 p.strip_prefix(':')
@@ -124,7 +138,7 @@ fn parse_url(url: &str) -> Result<Target, CheckError> {
     } else {
         match authority.rsplit_once(':') {
             Some((host, port)) => (host, port.parse().map_err(|_| bad())?),
-            None => (authority, 80),
+            None => (authority, default_port),
         }
     };
     if host.is_empty() {
@@ -135,6 +149,7 @@ fn parse_url(url: &str) -> Result<Target, CheckError> {
         host: host.to_string(),
         port,
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -177,7 +192,7 @@ pub fn get_status(url: &str, timeout: Duration) -> Result<u16, CheckError> {
         }
     }
     let authority = target.authority.clone();
-    let mut stream = match stream {
+    let stream = match stream {
         Some(s) => s,
         None => {
             return Err(CheckError::Connect {
@@ -198,23 +213,100 @@ pub fn get_status(url: &str, timeout: Duration) -> Result<u16, CheckError> {
         target.authority,
         env!("CARGO_PKG_VERSION")
     );
-    stream.write_all(request.as_bytes()).map_err(io)?;
-    // The status line is all we need; read until its end (or a small cap).
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 4096 {
-        let n = stream.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
+    let head = if target.tls {
+        let name = rustls_pki_types::ServerName::try_from(target.host.clone())
+            .map_err(|_| CheckError::BadUrl(url.to_string()))?;
+        let conn = tls_client()
+            .and_then(|c| rustls::ClientConnection::new(c, name))
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        exchange(rustls::StreamOwned::new(conn, stream), &request).map_err(io)?
+    } else {
+        exchange(stream, &request).map_err(io)?
+    };
     let line = String::from_utf8_lossy(&head);
     let line = line.lines().next().unwrap_or("").to_string();
     parse_status_line(&line).ok_or(CheckError::BadResponse {
         addr: target.authority,
         line,
     })
+}
+
+/// Sends `request` and reads the start of the response.
+fn exchange(mut stream: impl Read + Write, request: &str) -> std::io::Result<Vec<u8>> {
+    stream.write_all(request.as_bytes())?;
+    // The status line is all we need; read until its end (or a small cap).
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(head)
+}
+
+/// A TLS client that takes any server certificate: the check is of
+/// liveness, sends no credentials, and usually talks to its own host, whose
+/// CA it does not know. (A registry asking for client certificates,
+/// `http.tls.clientcas`, refuses it: the check reports the handshake error.)
+fn tls_client() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// `HTTP/1.1 200 OK` → 200.
@@ -258,7 +350,8 @@ mod tests {
                 authority: "127.0.0.1:5000".into(),
                 host: "127.0.0.1".into(),
                 port: 5000,
-                path: "/v2/".into()
+                path: "/v2/".into(),
+                tls: false,
             }
         );
         let t = parse_url("http://[::1]:6000").unwrap();
@@ -268,8 +361,10 @@ mod tests {
         );
         let t = parse_url("http://registry/v2/").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("registry", 80));
+        let t = parse_url("https://registry/v2/").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("registry", 443, true));
         for bad in [
-            "https://x/",
+            "ftp://x/",
             "127.0.0.1:5000",
             "http://",
             "http://:5000/",

@@ -12,11 +12,19 @@ enum Kind {
     /// `REGISTRY_AUTH=htpasswd`: names the auth scheme, whose settings come
     /// from the file or the other `REGISTRY_AUTH_*` variables.
     AuthScheme,
+    /// A list of strings, comma-separated (registry:2 has no environment
+    /// form for lists).
+    List,
 }
 
 /// Keys that can be set from the environment, registry:2 style.
 const ENV_KEYS: &[(&str, Kind)] = &[
     ("http.addr", Kind::Str),
+    ("http.tls.certificate", Kind::Str),
+    ("http.tls.key", Kind::Str),
+    ("http.tls.minimumtls", Kind::Str),
+    ("http.tls.clientcas", Kind::List),
+    ("http.http2.disabled", Kind::Bool),
     ("log.level", Kind::Str),
     ("log.formatter", Kind::Str),
     ("storage.filesystem.rootdirectory", Kind::Str),
@@ -70,10 +78,12 @@ pub fn apply<'a>(
 
 /// Ignoring an unknown variable is harmless for most of registry:2's
 /// settings, but not for the ones that secure it: a registry started without
-/// the TLS or token auth its operator asked for would be silently open.
+/// the token auth its operator asked for would be silently open, and one
+/// given a TLS setting Berth lacks (Let's Encrypt) would serve plain HTTP.
 fn refuse_unsupported_security(name: &str) -> Result<(), ConfigError> {
     let why = if name.starts_with("REGISTRY_HTTP_TLS_") {
-        "Berth does not serve TLS itself; terminate TLS in a reverse proxy"
+        "Berth's TLS settings are REGISTRY_HTTP_TLS_CERTIFICATE, REGISTRY_HTTP_TLS_KEY, \
+         REGISTRY_HTTP_TLS_MINIMUMTLS and REGISTRY_HTTP_TLS_CLIENTCAS"
     } else if name.starts_with("REGISTRY_AUTH_") {
         "the only authentication Berth supports is htpasswd (REGISTRY_AUTH_HTPASSWD_REALM, REGISTRY_AUTH_HTPASSWD_PATH)"
     } else {
@@ -101,6 +111,14 @@ fn parse_env(name: &str, value: &str, kind: Kind) -> Result<toml::Value, ConfigE
             .map_err(|_| {
                 ConfigError::Invalid(format!("{name}={value:?} is not a count (0, 1, 2, ...)"))
             }),
+        Kind::List => Ok(toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        )),
         Kind::AuthScheme => match value {
             "htpasswd" => {
                 let mut t = toml::Table::new();
@@ -138,4 +156,37 @@ fn set_path(tree: &mut toml::Table, key: &str, value: toml::Value) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_keys_from_the_environment() {
+        let mut tree = toml::Table::new();
+        let env = [
+            ("REGISTRY_HTTP_TLS_CERTIFICATE", "/c.pem"),
+            ("REGISTRY_HTTP_TLS_CLIENTCAS", "/a.pem, /b.pem,"),
+            ("REGISTRY_HTTP_HTTP2_DISABLED", "true"),
+        ];
+        assert!(apply(&mut tree, env).unwrap().is_empty());
+        let http = tree["http"].as_table().unwrap();
+        let tls = http["tls"].as_table().unwrap();
+        assert_eq!(tls["certificate"].as_str(), Some("/c.pem"));
+        let cas: Vec<_> = tls["clientcas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(cas, ["/a.pem", "/b.pem"]);
+        assert_eq!(http["http2"]["disabled"].as_bool(), Some(true));
+        let e = apply(&mut tree, [("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL", "x")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("REGISTRY_HTTP_TLS_LETSENCRYPT_EMAIL"),
+            "{e}"
+        );
+    }
 }

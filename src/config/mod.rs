@@ -23,7 +23,9 @@ pub use cors::Cors;
 pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
-pub use server::{Delete, Filesystem, Http, Log, LogFormat, Maintenance, ReadOnly, Storage};
+pub use server::{
+    Delete, Filesystem, Http, Http2, Log, LogFormat, Maintenance, MinTls, ReadOnly, Storage, Tls,
+};
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields, default)]
@@ -107,6 +109,7 @@ impl Config {
         self.storage.validate()?;
         self.http.header_lines()?;
         self.cors.validate()?;
+        self.http.validate()?;
         self.log.validate()
     }
 
@@ -167,7 +170,10 @@ mod tests {
         // ones that would leave a registry open that was meant to be secured.
         let c = Config::load(None, env(&[("REGISTRY_HTTP_SECRET", "s")])).unwrap();
         assert_eq!(c.ignored_env, ["REGISTRY_HTTP_SECRET"]);
-        for name in ["REGISTRY_HTTP_TLS_CERTIFICATE", "REGISTRY_AUTH_TOKEN_REALM"] {
+        for name in [
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE",
+            "REGISTRY_AUTH_TOKEN_REALM",
+        ] {
             let e = Config::load(None, env(&[(name, "x")]))
                 .unwrap_err()
                 .to_string();

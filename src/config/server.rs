@@ -17,6 +17,10 @@ pub struct Http {
     /// `[http.headers]`: header name → values, added to every response
     /// (registry:2's `http.headers`; several values, several header lines).
     pub headers: BTreeMap<String, Vec<String>>,
+    /// `[http.tls]`: serve HTTPS when a certificate and key are given.
+    pub tls: Tls,
+    /// `[http.http2]`.
+    pub http2: Http2,
 }
 
 impl Default for Http {
@@ -24,7 +28,90 @@ impl Default for Http {
         Http {
             addr: "127.0.0.1:5000".into(),
             headers: BTreeMap::new(),
+            tls: Tls::default(),
+            http2: Http2::default(),
         }
+    }
+}
+
+/// `[http.tls]`, registry:2's keys: the certificate chain and key (PEM
+/// files, re-read when they change), the oldest TLS version accepted and
+/// the CAs client certificates must be signed by (none: no client
+/// certificates asked for).
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// `tls1.2` (the default) or `tls1.3`.
+    pub minimumtls: Option<String>,
+    pub clientcas: Vec<PathBuf>,
+}
+
+/// `[http.http2]`: `disabled = true` serves HTTP/1.1 only (no h2 through
+/// ALPN, no h2c).
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2 {
+    pub disabled: bool,
+}
+
+/// The TLS versions `http.tls.minimumtls` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinTls {
+    Tls12,
+    Tls13,
+}
+
+impl Tls {
+    /// Whether HTTPS is on.
+    pub fn enabled(&self) -> bool {
+        self.certificate.is_some()
+    }
+
+    /// `minimumtls`, checked.
+    pub fn minimum(&self) -> Result<MinTls, ConfigError> {
+        match self.minimumtls.as_deref() {
+            None | Some("") | Some("tls1.2") => Ok(MinTls::Tls12),
+            Some("tls1.3") => Ok(MinTls::Tls13),
+            Some(v @ ("tls1.0" | "tls1.1")) => Err(ConfigError::Invalid(format!(
+                "http.tls.minimumtls {v:?} is not supported: Berth serves TLS 1.2 and 1.3 only \
+                 (tls1.2 or tls1.3)"
+            ))),
+            Some(v) => Err(ConfigError::Invalid(format!(
+                "http.tls.minimumtls {v:?} is not one of tls1.2, tls1.3"
+            ))),
+        }
+    }
+
+    /// Both `certificate` and `key` or neither; the other keys only with
+    /// them. (The files are read when the server starts.)
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if empty(&self.certificate) || empty(&self.key) {
+            return Err(ConfigError::Invalid(
+                "http.tls.certificate and http.tls.key must not be empty".into(),
+            ));
+        }
+        match (&self.certificate, &self.key) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "http.tls.certificate is set but http.tls.key is not: both are needed".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "http.tls.key is set but http.tls.certificate is not: both are needed".into(),
+                ))
+            }
+            (None, None) if !self.clientcas.is_empty() => {
+                return Err(ConfigError::Invalid(
+                    "http.tls.clientcas needs http.tls.certificate and http.tls.key".into(),
+                ))
+            }
+            _ => {}
+        }
+        self.minimum().map(|_| ())
     }
 }
 
@@ -48,6 +135,12 @@ impl Http {
             }
         }
         Ok(lines)
+    }
+
+    /// The address and the TLS keys, checked.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        self.tls.validate()
     }
 
     /// `addr` as a socket address (`:5000` → `0.0.0.0:5000`).

@@ -1,4 +1,4 @@
-//! One connection: served by hyper (HTTP/1.1 or h2c), watched for a
+//! One connection: served by hyper (HTTP/1.1 or HTTP/2, over TLS or not), watched for a
 //! header that takes too long and for idleness, and told about every byte.
 
 use std::net::SocketAddr;
@@ -23,15 +23,17 @@ use crate::config::Limits;
 /// Serves one connection until it ends, the watchdog closes it or, after
 /// the shutdown signal, its request in flight is done. Holds `_permit`
 /// (its slot under `limits.max_connections`) until then.
-pub(super) async fn connection(
+pub(super) async fn connection<S>(
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
     router: Router,
     limits: Arc<Limits>,
-    stream: tokio::net::TcpStream,
+    stream: S,
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
         inner: stream,
@@ -49,14 +51,31 @@ pub(super) async fn connection(
             resp
         }
     });
-    let conn = watcher.watch(builder.serve_connection_with_upgrades(io, service));
+    if builder.is_http2_available() {
+        let conn = watcher.watch(builder.serve_connection_with_upgrades(io, service));
+        drive(conn, &activity, &limits, peer).await;
+    } else {
+        // `http.http2.disabled`: `serve_connection_with_upgrades` does not
+        // honour `http1_only` (hyper-util 0.1.21), `serve_connection` does.
+        let conn = watcher.watch(builder.serve_connection(io, service));
+        drive(conn, &activity, &limits, peer).await;
+    }
+}
+
+/// Runs `conn` until it ends or the watchdog closes it.
+async fn drive<E: std::fmt::Display>(
+    conn: impl std::future::Future<Output = Result<(), E>>,
+    activity: &Activity,
+    limits: &Limits,
+    peer: SocketAddr,
+) {
     tokio::select! {
         done = conn => {
             if let Err(e) = done {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         }
-        why = activity.watchdog(&limits) => {
+        why = activity.watchdog(limits) => {
             tracing::info!(%peer, "closing the connection: {why}");
         }
     }
@@ -168,13 +187,14 @@ impl Activity {
     }
 }
 
-/// A connection's socket, telling its [`Activity`] about every byte.
-struct Tracked {
-    inner: tokio::net::TcpStream,
+/// A connection's socket (or its TLS stream), telling its [`Activity`]
+/// about every byte.
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -189,7 +209,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,

@@ -22,8 +22,10 @@ use crate::auth::Auth;
 use crate::config::{Config, Limits};
 use crate::storage::FsStore;
 use conn::connection;
+use tls::Tls;
 
 mod conn;
+mod tls;
 
 /// How long in-flight requests may run after the shutdown signal (container
 /// runtimes should wait a little longer before SIGKILL: compose
@@ -47,6 +49,10 @@ pub struct Registry {
     router: Router,
     /// The online collector, stopped when the registry is dropped.
     gc: Option<tokio::task::JoinHandle<()>>,
+    /// The certificate reloader, stopped when the registry is dropped.
+    tls_reloader: Option<tokio::task::JoinHandle<()>>,
+    tls: Option<Tls>,
+    http2: bool,
     summary: Summary,
     limits: Limits,
 }
@@ -62,6 +68,9 @@ impl Drop for Registry {
     fn drop(&mut self) {
         if let Some(gc) = &self.gc {
             gc.abort();
+        }
+        if let Some(r) = &self.tls_reloader {
+            r.abort();
         }
     }
 }
@@ -100,6 +109,8 @@ impl Registry {
         } else {
             None
         };
+        let tls = Tls::from_config(&config.http)?;
+        let tls_reloader = tls.as_ref().map(Tls::spawn_reloader);
         let auth = Auth::from_config(&config.auth, &config.access, &config.initial_user)?;
         if let Some(a) = &auth {
             a.spawn_reloader();
@@ -121,6 +132,9 @@ impl Registry {
         Ok(Registry {
             router: app(state, auth),
             gc,
+            tls_reloader,
+            tls,
+            http2: !config.http.http2.disabled,
             summary,
             limits: config.limits.clone(),
         })
@@ -135,7 +149,9 @@ impl Registry {
     /// requests finish for up to [`SHUTDOWN_GRACE`]; the rest are dropped
     /// (an interrupted upload leaves only its session, never a blob or tag).
     ///
-    /// HTTP/1.1 and HTTP/2 (prior knowledge) on each connection, at most
+    /// HTTP/1.1 and HTTP/2 (prior knowledge, or ALPN over TLS when
+    /// `http.tls` is set; HTTP/1.1 only with `http.http2.disabled`) on each
+    /// connection, at most
     /// `limits.max_connections` at once: beyond that, new connections wait
     /// in the listen backlog until one closes. Each connection is closed
     /// when it takes longer than `limits.header_read_timeout` to send a
@@ -150,12 +166,20 @@ impl Registry {
             root = s.root,
             delete = s.delete,
             auth = s.auth,
+            tls = self.tls.is_some(),
             "listening on {}",
             listener.local_addr()?
         );
         let limits = Arc::new(self.limits.clone());
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
+        if !self.http2 {
+            builder = builder.http1_only();
+        }
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
         // The header and idle timeouts are the watchdog's (see `connection`):
         // hyper's own header timeout also runs while a kept-alive connection
         // waits for its next request, which would make idle = header timeout.
@@ -203,15 +227,38 @@ impl Registry {
                 },
                 _ = &mut shutdown => break,
             };
-            tokio::spawn(connection(
-                builder.clone(),
-                graceful.watcher(),
-                self.router.clone(),
-                limits.clone(),
-                stream,
-                peer,
-                permit,
-            ));
+            let (builder, watcher, router) =
+                (builder.clone(), graceful.watcher(), self.router.clone());
+            let limits = limits.clone();
+            match &acceptor {
+                None => {
+                    tokio::spawn(connection(
+                        builder, watcher, router, limits, stream, peer, permit,
+                    ));
+                }
+                Some(acceptor) => {
+                    let accept = acceptor.accept(stream);
+                    tokio::spawn(async move {
+                        // A handshake gets the time a request header gets:
+                        // a client that never finishes it gives its slot back.
+                        match tokio::time::timeout(limits.header_read_timeout, accept).await {
+                            Ok(Ok(stream)) => {
+                                connection(builder, watcher, router, limits, stream, peer, permit)
+                                    .await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::info!(
+                                %peer,
+                                "closing the connection: no TLS handshake within {}s \
+                                 (limits.header_read_timeout)",
+                                limits.header_read_timeout.as_secs_f64()
+                            ),
+                        }
+                    });
+                }
+            }
         }
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
@@ -235,6 +282,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     Registry::new(&config)?.serve(listener, shutdown).await
+}
+
+/// Reads and checks the TLS files of `http` as [`Registry::new`] does
+/// (for `berth check-config`); errors name the key.
+pub fn check_tls(http: &crate::config::Http) -> anyhow::Result<()> {
+    Tls::from_config(http).map(|_| ())
 }
 
 /// Binds `http.addr`.

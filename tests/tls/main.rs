@@ -1,0 +1,484 @@
+//! HTTPS: the real binary with `REGISTRY_HTTP_TLS_*`, talked to with curl
+//! and `openssl s_client`, on certificates made by the `openssl` CLI at
+//! test time (a CA, server certificates for 127.0.0.1 and localhost, a
+//! client certificate, and a second CA nobody trusts).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use support::harness::{serve_command, wait_until, Registry};
+use support::tools::{have, run, run_ok};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A directory of test certificates.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA (`ca`), a second CA (`other-ca`), server pairs `one` and `two`
+    /// (subjects `berth-one`, `berth-two`) and client pairs `client` (from
+    /// `ca`) and `stranger` (from `other-ca`). None when openssl is missing.
+    fn new() -> Option<Pki> {
+        if !have("openssl") {
+            return None;
+        }
+        let pki = Pki {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        pki.ca("ca", "Berth Test CA");
+        pki.ca("other-ca", "Nobody's CA");
+        pki.leaf("one", "berth-one", "ca", "serverAuth");
+        pki.leaf("two", "berth-two", "ca", "serverAuth");
+        pki.leaf("client", "berth-client", "ca", "clientAuth");
+        pki.leaf("stranger", "berth-stranger", "other-ca", "clientAuth");
+        Some(pki)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn s(&self, file: &str) -> String {
+        self.path(file).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        run_ok(
+            Command::new("openssl")
+                .args(args)
+                .current_dir(self.dir.path()),
+            LIMIT,
+        );
+    }
+
+    fn ca(&self, name: &str, cn: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+
+    fn leaf(&self, name: &str, cn: &str, ca: &str, usage: &str) {
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        std::fs::write(
+            self.path(&format!("{name}.ext")),
+            format!(
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n\
+                 basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            ),
+        )
+        .unwrap();
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+}
+
+/// Starts berth serving `cert`/`key` (copied to `served.pem`/`served.key`,
+/// which tests may replace), with `env` on top; logs captured.
+fn start_tls(pki: &Pki, pair: &str, env: &[(&str, &str)]) -> (Registry, tempfile::TempDir) {
+    std::fs::copy(pki.path(&format!("{pair}.pem")), pki.path("served.pem")).unwrap();
+    std::fs::copy(pki.path(&format!("{pair}.key")), pki.path("served.key")).unwrap();
+    let (cert, key) = (pki.s("served.pem"), pki.s("served.key"));
+    let mut all = vec![
+        ("REGISTRY_HTTP_TLS_CERTIFICATE", cert.as_str()),
+        ("REGISTRY_HTTP_TLS_KEY", key.as_str()),
+    ];
+    all.extend_from_slice(env);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let reg = Registry::spawn(serve_command(&root, &all, &[]), &root, true);
+    (reg, tmp)
+}
+
+fn https(reg: &Registry, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", reg.port)
+}
+
+/// curl's `%{http_version} %{http_code}` for `GET /v2/`, trusting `ca`,
+/// with `extra` arguments; `None` when curl fails (e.g. the handshake).
+fn curl(reg: &Registry, ca: &str, extra: &[&str]) -> Option<String> {
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+            .args(["-w", "%{http_version} %{http_code}", "--cacert", ca])
+            .args(extra)
+            .arg(https(reg, "/v2/")),
+        LIMIT,
+    );
+    out.ok().then(|| out.stdout.trim().to_string())
+}
+
+/// The subject of the certificate the server presents.
+fn served_subject(reg: &Registry) -> String {
+    let out = run(
+        Command::new("openssl").args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", reg.port),
+            "-servername",
+            "localhost",
+        ]),
+        LIMIT,
+    );
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("subject="))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn https_is_served_over_http11_and_http2_through_alpn() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(&pki, "one", &[]);
+    let ca = pki.s("ca.pem");
+    assert_eq!(curl(&reg, &ca, &["--http1.1"]).as_deref(), Some("1.1 200"));
+    assert_eq!(curl(&reg, &ca, &["--http2"]).as_deref(), Some("2 200"));
+    // By name too, and a client not trusting the CA is refused.
+    let out = run(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &ca,
+            ])
+            .arg(format!("https://localhost:{}/v2/", reg.port)),
+        LIMIT,
+    );
+    assert_eq!(out.stdout.trim(), "200", "{}", out.all());
+    assert_eq!(curl(&reg, &pki.s("other-ca.pem"), &[]), None);
+}
+
+#[test]
+fn http2_disabled_serves_http11_to_a_client_asking_for_h2() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_HTTP2_DISABLED", "true")]);
+    let ca = pki.s("ca.pem");
+    assert_eq!(curl(&reg, &ca, &["--http2"]).as_deref(), Some("1.1 200"));
+    assert_eq!(curl(&reg, &ca, &["--http1.1"]).as_deref(), Some("1.1 200"));
+}
+
+#[test]
+fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_refused() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(&pki, "one", &[]);
+    assert!(
+        served_subject(&reg).contains("berth-one"),
+        "{}",
+        served_subject(&reg)
+    );
+
+    // A key that does not belong to the certificate: refused, logged, the
+    // old pair still served.
+    std::fs::copy(pki.path("two.key"), pki.path("served.key")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || reg
+            .logs()
+            .contains("not reloaded")),
+        "{}",
+        reg.logs()
+    );
+    assert!(served_subject(&reg).contains("berth-one"));
+    assert_eq!(curl(&reg, &pki.s("ca.pem"), &[]).as_deref(), Some("2 200"));
+
+    // The matching certificate arrives: served from then on.
+    std::fs::copy(pki.path("two.pem"), pki.path("served.pem")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || served_subject(&reg)
+            .contains("berth-two")),
+        "still serving {}\n{}",
+        served_subject(&reg),
+        reg.logs()
+    );
+    assert!(reg.logs().contains("TLS certificate reloaded"));
+    assert_eq!(curl(&reg, &pki.s("ca.pem"), &[]).as_deref(), Some("2 200"));
+}
+
+#[test]
+fn client_certificates_from_clientcas_are_accepted_and_others_fail_the_handshake() {
+    let Some(pki) = Pki::new() else { return };
+    let cas = pki.s("ca.pem");
+    let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_CLIENTCAS", &cas)]);
+    let ca = pki.s("ca.pem");
+    let (cert, key) = (pki.s("client.pem"), pki.s("client.key"));
+    assert_eq!(
+        curl(&reg, &ca, &["--cert", &cert, "--key", &key]).as_deref(),
+        Some("2 200")
+    );
+    assert_eq!(curl(&reg, &ca, &[]), None, "no client certificate");
+    let (cert, key) = (pki.s("stranger.pem"), pki.s("stranger.key"));
+    assert_eq!(
+        curl(&reg, &ca, &["--cert", &cert, "--key", &key]),
+        None,
+        "a client certificate from another CA"
+    );
+}
+
+#[test]
+fn a_client_that_never_finishes_the_handshake_gives_its_slot_back() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(
+        &pki,
+        "one",
+        &[
+            ("REGISTRY_LIMITS_MAX_CONNECTIONS", "1"),
+            ("REGISTRY_LIMITS_HEADER_READ_TIMEOUT", "1s"),
+        ],
+    );
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", reg.port)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(curl(&reg, &pki.s("ca.pem"), &[]).as_deref(), Some("2 200"));
+    assert!(
+        reg.logs().contains("no TLS handshake within"),
+        "{}",
+        reg.logs()
+    );
+}
+
+/// Starting with `env` fails, and the error names `key`.
+fn start_fails_naming(env: &[(&str, &str)], key: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let out = run(&mut serve_command(&root, env, &[]), LIMIT);
+    assert!(!out.ok(), "started with {env:?}");
+    assert!(out.all().contains(key), "{env:?}: {}", out.all());
+}
+
+#[test]
+fn an_invalid_tls_config_stops_start_up_naming_the_key() {
+    let Some(pki) = Pki::new() else { return };
+    let (one, one_key, two_key) = (pki.s("one.pem"), pki.s("one.key"), pki.s("two.key"));
+    let missing = pki.s("missing.pem");
+    let cert = "REGISTRY_HTTP_TLS_CERTIFICATE";
+    let key = "REGISTRY_HTTP_TLS_KEY";
+    start_fails_naming(&[(cert, &one)], "http.tls.key");
+    start_fails_naming(&[(key, &one_key)], "http.tls.certificate");
+    start_fails_naming(&[(cert, &missing), (key, &one_key)], "http.tls.certificate");
+    start_fails_naming(&[(cert, &one), (key, &missing)], "http.tls.key");
+    // A key that is not the certificate's, a certificate file holding a key.
+    start_fails_naming(&[(cert, &one), (key, &two_key)], "http.tls.key");
+    start_fails_naming(&[(cert, &one_key), (key, &one_key)], "http.tls.certificate");
+    let ok = [(cert, one.as_str()), (key, one_key.as_str())];
+    for (name, value, named) in [
+        (
+            "REGISTRY_HTTP_TLS_MINIMUMTLS",
+            "tls1.0",
+            "http.tls.minimumtls",
+        ),
+        (
+            "REGISTRY_HTTP_TLS_MINIMUMTLS",
+            "ssl3",
+            "http.tls.minimumtls",
+        ),
+        (
+            "REGISTRY_HTTP_TLS_CLIENTCAS",
+            missing.as_str(),
+            "http.tls.clientcas",
+        ),
+        (
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE",
+            "/tmp/le",
+            "REGISTRY_HTTP_TLS_LETSENCRYPT_CACHEFILE",
+        ),
+    ] {
+        let mut env = ok.to_vec();
+        env.push((name, value));
+        start_fails_naming(&env, named);
+    }
+}
+
+#[test]
+fn check_config_reads_the_tls_files() {
+    let Some(pki) = Pki::new() else { return };
+    let check = |key: &str| {
+        run(
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .arg("check-config")
+                .env("REGISTRY_HTTP_TLS_CERTIFICATE", pki.s("one.pem"))
+                .env("REGISTRY_HTTP_TLS_KEY", pki.s(key)),
+            LIMIT,
+        )
+    };
+    assert!(check("one.key").ok(), "{}", check("one.key").all());
+    let out = check("two.key");
+    assert!(!out.ok());
+    assert!(out.stderr.contains("http.tls.key"), "{}", out.all());
+}
+
+#[test]
+fn the_tls_keys_are_read_from_the_config_file() {
+    let Some(pki) = Pki::new() else { return };
+    let file = pki.path("berth.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[http]\naddr = \"127.0.0.1:0\"\n[http.tls]\ncertificate = {:?}\nkey = {:?}\n\
+             minimumtls = \"tls1.3\"\nclientcas = [{:?}]\n[http.http2]\ndisabled = true\n",
+            pki.s("one.pem"),
+            pki.s("one.key"),
+            pki.s("ca.pem"),
+        ),
+    )
+    .unwrap();
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(["check-config", "--config"])
+            .arg(&file),
+        LIMIT,
+    );
+    assert!(out.ok(), "{}", out.all());
+    assert!(out.stdout.contains("tls1.3"), "{}", out.all());
+    assert!(out.stdout.contains("ca.pem"), "{}", out.all());
+}
+
+#[test]
+fn minimumtls_13_refuses_a_tls12_client() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_MINIMUMTLS", "tls1.3")]);
+    let ca = pki.s("ca.pem");
+    assert_eq!(curl(&reg, &ca, &["--tls-max", "1.2"]), None);
+    assert_eq!(curl(&reg, &ca, &["--tlsv1.3"]).as_deref(), Some("2 200"));
+}
+
+#[test]
+fn http2_disabled_turns_off_h2c_on_plain_http() {
+    if !have("curl") {
+        return;
+    }
+    let get = |reg: &Registry, how: &str| {
+        let out = run(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-o", "/dev/null"])
+                .args(["-w", "%{http_version} %{http_code}", how])
+                .arg(reg.url("/v2/")),
+            LIMIT,
+        );
+        out.ok().then(|| out.stdout.trim().to_string())
+    };
+    let reg = Registry::start_with(&[]);
+    assert_eq!(
+        get(&reg, "--http2-prior-knowledge").as_deref(),
+        Some("2 200")
+    );
+    let reg = Registry::start_with(&[("REGISTRY_HTTP_HTTP2_DISABLED", "true")]);
+    assert_eq!(get(&reg, "--http2-prior-knowledge"), None);
+    assert_eq!(get(&reg, "--http1.1").as_deref(), Some("1.1 200"));
+}
+
+#[test]
+fn skopeo_pushes_and_inspects_over_mutual_tls_with_a_cert_dir() {
+    let Some(pki) = Pki::new() else { return };
+    if !have("skopeo") {
+        return;
+    }
+    let cas = pki.s("ca.pem");
+    let (reg, tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_CLIENTCAS", &cas)]);
+    // containers-certs.d(5): ca.crt, and a client pair as NAME.cert/NAME.key.
+    let certs = tmp.path().join("certs.d");
+    let server_only = tmp.path().join("server-only");
+    for dir in [&certs, &server_only] {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::copy(pki.path("ca.pem"), dir.join("ca.crt")).unwrap();
+    }
+    std::fs::copy(pki.path("client.pem"), certs.join("client.cert")).unwrap();
+    std::fs::copy(pki.path("client.key"), certs.join("client.key")).unwrap();
+    let img = support::small_image(support::Flavour::Oci, "amd64", "over tls");
+    let mut src = support::Layout::new(&tmp.path().join("src"));
+    src.add(&img, "v1");
+    let dest = format!("docker://127.0.0.1:{}/tls/app:v1", reg.port);
+    let certs = certs.display().to_string();
+    support::skopeo_ok(&[
+        "copy",
+        "--dest-cert-dir",
+        &certs,
+        &src.reference("v1"),
+        &dest,
+    ]);
+    let out = support::skopeo_ok(&["inspect", "--raw", "--cert-dir", &certs, &dest]);
+    assert_eq!(out.stdout.as_bytes(), img.bytes);
+    let server_only = server_only.display().to_string();
+    let out = support::skopeo(&["inspect", "--raw", "--cert-dir", &server_only, &dest]);
+    assert!(
+        !out.ok(),
+        "inspected without a client certificate: {}",
+        out.all()
+    );
+}
+
+#[test]
+fn healthcheck_speaks_tls_when_the_configuration_has_it() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, _tmp) = start_tls(&pki, "one", &[]);
+    let (cert, key) = (pki.s("one.pem"), pki.s("one.key"));
+    let addr = format!("127.0.0.1:{}", reg.port);
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("healthcheck")
+            .env("REGISTRY_HTTP_ADDR", &addr)
+            .env("REGISTRY_HTTP_TLS_CERTIFICATE", &cert)
+            .env("REGISTRY_HTTP_TLS_KEY", &key),
+        LIMIT,
+    );
+    assert!(out.ok(), "{}", out.all());
+    assert!(
+        out.stdout
+            .contains(&format!("https://{addr}/v2/ answered 200")),
+        "{}",
+        out.all()
+    );
+}
