@@ -16,6 +16,7 @@ use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
+use super::forwarded::{client_info, ClientInfo, ProxyPolicy};
 use super::request::parse_request;
 
 /// What the outer layers add to responses: `http.headers` and `[cors]`.
@@ -75,17 +76,23 @@ impl ResponsePolicy {
 
 /// Wraps `routes` (the handlers, with whatever layers were put around them)
 /// in the API's outer layers. From the outside in: the version header, the
+/// client's address and host ([`ClientInfo`], `http.trusted_proxies`), the
 /// log line, `http.headers`, CORS (a preflight is answered here, before any
 /// auth layer inside), `Connection: close`, the route parser; so a 401 from
 /// an inner layer is logged and carries the version, configured and CORS
 /// headers too.
-pub fn outer_layers(routes: Router, policy: Arc<ResponsePolicy>) -> Router {
+pub fn outer_layers(
+    routes: Router,
+    policy: Arc<ResponsePolicy>,
+    proxy: Arc<ProxyPolicy>,
+) -> Router {
     routes
-        .layer(middleware::from_fn(parse_request))
+        .layer(middleware::from_fn_with_state(proxy.clone(), parse_request))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn_with_state(policy.clone(), cors))
         .layer(middleware::from_fn_with_state(policy, configured_headers))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(proxy, client_info))
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("docker-distribution-api-version"),
             HeaderValue::from_static("registry/2.0"),
@@ -177,12 +184,18 @@ async fn close_after_refused_body(req: Request, next: Next) -> Response {
     resp
 }
 
-/// One log line per request: method, path, status, bytes, duration.
+/// One log line per request: client (see [`ClientInfo`]), method, path,
+/// status, bytes, duration.
 async fn log_request(req: Request, next: Next) -> Response {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let client = req
+        .extensions()
+        .get::<Arc<ClientInfo>>()
+        .map(|c| c.client.to_string())
+        .unwrap_or_default();
     let start = Instant::now();
     let span = tracing::info_span!("request", id);
     let resp = next.run(req).instrument(span).await;
@@ -203,6 +216,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     };
     tracing::info!(
         id,
+        client,
         %method,
         path,
         status = resp.status().as_u16(),

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use serde_json::json;
 
-use super::{json_response, set_header, ApiError, ApiResult, AppState, PullAccess, Query};
+use super::{json_response, set_header, ApiError, ApiResult, AppState, PullAccess, Query, Urls};
 use crate::oci::{Digest, ErrorCode, MediaType, RepoName};
 use crate::storage::ReferrersQuery;
 
@@ -28,15 +28,16 @@ fn paginate(all: Vec<String>, q: &Query) -> Result<(Vec<String>, bool), ApiError
     Ok((after.into_iter().take(n).collect(), more))
 }
 
-fn link_next(path: &str, n: &str, last: &str) -> String {
-    let q = serde_urlencoded::to_string([("n", n), ("last", last)]).unwrap_or_default();
-    format!("<{path}?{q}>; rel=\"next\"")
+/// `Link: <url>; rel="next"` for the page after this one.
+fn link_next(url: &str, params: &[(&str, &str)]) -> String {
+    let q = serde_urlencoded::to_string(params).unwrap_or_default();
+    format!("<{url}?{q}>; rel=\"next\"")
 }
 
 fn page_response(
     key: &str,
     extra: Option<(&str, String)>,
-    path: &str,
+    url: &str,
     all: Vec<String>,
     q: &Query,
 ) -> ApiResult {
@@ -47,24 +48,33 @@ fn page_response(
     }
     let mut resp = json_response(StatusCode::OK, body.to_string());
     if let (true, Some(last), Some(n)) = (more, page.last(), q.get("n")) {
-        set_header(&mut resp, header::LINK, link_next(path, n, last));
+        set_header(
+            &mut resp,
+            header::LINK,
+            link_next(url, &[("n", n), ("last", last)]),
+        );
     }
     Ok(resp)
 }
 
 /// Lists the repositories the caller may pull (all without `access`).
-pub async fn catalog(state: &AppState, q: &Query, access: Option<&PullAccess>) -> ApiResult {
+pub async fn catalog(
+    state: &AppState,
+    urls: &Urls,
+    q: &Query,
+    access: Option<&PullAccess>,
+) -> ApiResult {
     let mut repos = state.store.repositories().await?;
     if let Some(a) = access {
         repos.retain(|r| a.allows(r));
     }
-    page_response("repositories", None, "/v2/_catalog", repos, q)
+    page_response("repositories", None, &urls.v2("_catalog"), repos, q)
 }
 
-pub async fn tags(state: &AppState, repo: &RepoName, q: &Query) -> ApiResult {
+pub async fn tags(state: &AppState, urls: &Urls, repo: &RepoName, q: &Query) -> ApiResult {
     let tags = state.store.tags(repo).await?;
-    let path = format!("/v2/{repo}/tags/list");
-    page_response("tags", Some(("name", repo.to_string())), &path, tags, q)
+    let url = urls.v2(format_args!("{repo}/tags/list"));
+    page_response("tags", Some(("name", repo.to_string())), &url, tags, q)
 }
 
 /// One page of a subject's referrers, in digest order, within the page
@@ -73,6 +83,7 @@ pub async fn tags(state: &AppState, repo: &RepoName, q: &Query) -> ApiResult {
 /// the records written at push.
 pub async fn referrers(
     state: &AppState,
+    urls: &Urls,
     repo: &RepoName,
     subject: &Digest,
     q: &Query,
@@ -103,16 +114,13 @@ pub async fn referrers(
     let mut resp = (StatusCode::OK, Body::from_stream(body)).into_response();
     set_header(&mut resp, header::CONTENT_TYPE, MediaType::OCI_INDEX);
     if let Some(next) = &page.next {
-        let mut params = vec![("last", next.to_string())];
+        let next = next.to_string();
+        let mut params = vec![("last", next.as_str())];
         if let Some(t) = filter {
-            params.push(("artifactType", t.to_string()));
+            params.push(("artifactType", t));
         }
-        let qs = serde_urlencoded::to_string(params).unwrap_or_default();
-        set_header(
-            &mut resp,
-            header::LINK,
-            format!("</v2/{repo}/referrers/{subject}?{qs}>; rel=\"next\""),
-        );
+        let url = urls.v2(format_args!("{repo}/referrers/{subject}"));
+        set_header(&mut resp, header::LINK, link_next(&url, &params));
     }
     if filter.is_some() {
         set_header(

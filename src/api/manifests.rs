@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER};
+use super::{set_header, ApiError, ApiResult, AppState, Query, Urls, DIGEST_HEADER};
 use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag, MAX_MANIFEST_BYTES};
 use crate::storage::{ManifestInfo, StoredManifest};
 
@@ -61,6 +61,7 @@ pub async fn get(
 
 pub async fn put(
     state: &AppState,
+    urls: &Urls,
     repo: &RepoName,
     reference: &Reference,
     q: &Query,
@@ -132,7 +133,7 @@ pub async fn put(
     set_header(
         &mut resp,
         header::LOCATION,
-        format!("/v2/{repo}/manifests/{digest}"),
+        urls.v2(format_args!("{repo}/manifests/{digest}")),
     );
     set_header(&mut resp, DIGEST_HEADER, digest.to_string());
     set_header(&mut resp, header::CONTENT_LENGTH, "0");

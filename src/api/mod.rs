@@ -9,6 +9,7 @@
 
 mod blobs;
 mod error;
+mod forwarded;
 mod layers;
 mod lists;
 mod manifests;
@@ -30,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 pub use error::ApiError;
+pub use forwarded::{client_info, ClientInfo, ProxyPolicy, Urls};
 pub use layers::{outer_layers, ResponsePolicy};
 pub use request::{parse_request, ParsedRequest, PullAccess, Query};
 pub use route::Route;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub readonly: Arc<AtomicBool>,
     /// `http.headers` and `[cors]`, applied by [`outer_layers`].
     pub responses: Arc<ResponsePolicy>,
+    /// `http.trusted_proxies`, `http.host`, `http.prefix`, `http.relativeurls`.
+    pub proxy: Arc<ProxyPolicy>,
 }
 
 /// The message of every write refused in read-only mode.
@@ -72,6 +76,7 @@ async fn dispatch(
     State(state): State<AppState>,
     parsed: Option<Extension<Arc<ParsedRequest>>>,
     access: Option<Extension<PullAccess>>,
+    client: Option<Extension<Arc<ClientInfo>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -99,17 +104,21 @@ async fn dispatch(
             .detail(serde_json::json!({ "method": method.as_str(), "path": uri.path() }))
             .into_response();
     }
-    let (s, q, h) = (&state, &parsed.query, &headers);
+    let client = client.map_or_else(
+        || Arc::new(ClientInfo::direct(std::net::Ipv4Addr::UNSPECIFIED.into())),
+        |Extension(c)| c,
+    );
+    let (s, q, h, u) = (&state, &parsed.query, &headers, &client.urls);
     let access = access.map(|Extension(a)| a);
     let result = match (method, route) {
         (Method::GET | Method::HEAD, Route::Base) => Ok(json_response(StatusCode::OK, "{}")),
-        (Method::GET, Route::Catalog) => lists::catalog(s, q, access.as_ref()).await,
-        (Method::GET, Route::Tags(n)) => lists::tags(s, n, q).await,
-        (Method::GET, Route::Referrers(n, d)) => lists::referrers(s, n, d, q).await,
+        (Method::GET, Route::Catalog) => lists::catalog(s, u, q, access.as_ref()).await,
+        (Method::GET, Route::Tags(n)) => lists::tags(s, u, n, q).await,
+        (Method::GET, Route::Referrers(n, d)) => lists::referrers(s, u, n, d, q).await,
         (m @ (Method::GET | Method::HEAD), Route::Manifest(n, r)) => {
             manifests::get(s, n, r, h, m == Method::HEAD).await
         }
-        (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, n, r, q, h, body).await,
+        (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, u, n, r, q, h, body).await,
         (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, n, r).await,
         (Method::PUT, Route::ManifestBadTag(_, why)) => Err(ApiError::tag_invalid(why.clone())),
         (Method::GET | Method::HEAD | Method::DELETE, Route::ManifestBadTag(..)) => {
@@ -120,11 +129,11 @@ async fn dispatch(
         }
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(s, n, d).await,
         (Method::POST, Route::UploadStart(n)) => {
-            uploads::start(s, n, q, access.as_ref(), body).await
+            uploads::start(s, u, n, q, access.as_ref(), body).await
         }
-        (Method::GET, Route::Upload(n, id)) => uploads::status(s, n, id).await,
-        (Method::PATCH, Route::Upload(n, id)) => uploads::patch(s, n, id, h, body).await,
-        (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, n, id, q, h, body).await,
+        (Method::GET, Route::Upload(n, id)) => uploads::status(s, u, n, id).await,
+        (Method::PATCH, Route::Upload(n, id)) => uploads::patch(s, u, n, id, h, body).await,
+        (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, u, n, id, q, h, body).await,
         (Method::DELETE, Route::Upload(n, id)) => uploads::cancel(s, n, id).await,
         (m, _) => Err(ApiError::unsupported(format!(
             "method {m} is not allowed on {}",

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::forwarded::ProxyPolicy;
 use super::route::Route;
 use super::ApiError;
 
@@ -24,16 +25,36 @@ pub struct ParsedRequest {
 
 impl ParsedRequest {
     pub fn of(uri: &Uri) -> ParsedRequest {
+        ParsedRequest::under("", uri)
+    }
+
+    /// The route of a request to a registry served under `prefix`
+    /// (`http.prefix`, normalised as `/registry`). The prefix is compared
+    /// byte for byte with the path as sent, before any decoding and with
+    /// no `.`/`..` resolution (nothing in the request path is resolved,
+    /// ever), so `/registry/../v2/`, `/registry%2Fv2/` or `/v2/` are no
+    /// API path: they answer 404 NOT_FOUND, as registry:2 does outside its
+    /// prefix.
+    pub fn under(prefix: &str, uri: &Uri) -> ParsedRequest {
+        let route = match uri.path().strip_prefix(prefix) {
+            Some(rest) if prefix.is_empty() || rest.starts_with('/') => Route::parse(rest),
+            _ => Err(ApiError::not_found()),
+        };
         ParsedRequest {
-            route: Route::parse(uri.path()),
+            route,
             query: Query::of(uri),
         }
     }
 }
 
-/// The layer that parses the route and query of every request.
-pub async fn parse_request(mut req: Request, next: Next) -> Response {
-    let parsed = Arc::new(ParsedRequest::of(req.uri()));
+/// The layer that parses the route and query of every request (under
+/// `http.prefix`).
+pub async fn parse_request(
+    State(proxy): State<Arc<ProxyPolicy>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let parsed = Arc::new(ParsedRequest::under(proxy.prefix(), req.uri()));
     req.extensions_mut().insert(parsed);
     next.run(req).await
 }

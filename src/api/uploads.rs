@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{
     body_stream, body_timed_out, set_header, ApiError, ApiResult, AppState, PullAccess, Query,
-    DIGEST_HEADER, UPLOAD_UUID_HEADER,
+    Urls, DIGEST_HEADER, UPLOAD_UUID_HEADER,
 };
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::storage::StoreError;
@@ -30,12 +30,12 @@ fn query_digest(q: &Query) -> Result<Option<Digest>, ApiError> {
 }
 
 /// 201 for a blob now in `repo`.
-fn created(repo: &RepoName, digest: &Digest) -> Response {
+fn created(urls: &Urls, repo: &RepoName, digest: &Digest) -> Response {
     let mut resp = StatusCode::CREATED.into_response();
     set_header(
         &mut resp,
         header::LOCATION,
-        format!("/v2/{repo}/blobs/{digest}"),
+        urls.v2(format_args!("{repo}/blobs/{digest}")),
     );
     set_header(&mut resp, DIGEST_HEADER, digest.to_string());
     set_header(&mut resp, header::CONTENT_LENGTH, "0");
@@ -43,12 +43,12 @@ fn created(repo: &RepoName, digest: &Digest) -> Response {
 }
 
 /// A response describing an open session of `size` bytes.
-fn session(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response {
+fn session(status: StatusCode, urls: &Urls, repo: &RepoName, id: &str, size: u64) -> Response {
     let mut resp = status.into_response();
     set_header(
         &mut resp,
         header::LOCATION,
-        format!("/v2/{repo}/blobs/uploads/{id}"),
+        urls.v2(format_args!("{repo}/blobs/uploads/{id}")),
     );
     set_header(
         &mut resp,
@@ -65,6 +65,7 @@ fn session(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response
 /// monolithic upload with `?digest=`, else a session.
 pub async fn start(
     state: &AppState,
+    urls: &Urls,
     repo: &RepoName,
     q: &Query,
     access: Option<&PullAccess>,
@@ -80,7 +81,7 @@ pub async fn start(
         .filter(|f| access.is_none_or(|a| a.allows(f.as_str())));
     if let (Some(digest), Some(from)) = (mount, from) {
         if state.store.blob_mount(repo, &from, &digest).await? {
-            return Ok(created(repo, &digest));
+            return Ok(created(urls, repo, &digest));
         }
     }
     let digest = query_digest(q)?;
@@ -95,15 +96,15 @@ pub async fn start(
                 let _ = state.store.upload_cancel(repo, &id).await;
             }
             result.map_err(store_error)?;
-            Ok(created(repo, &digest))
+            Ok(created(urls, repo, &digest))
         }
-        None => Ok(session(StatusCode::ACCEPTED, repo, &id, 0)),
+        None => Ok(session(StatusCode::ACCEPTED, urls, repo, &id, 0)),
     }
 }
 
-pub async fn status(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {
+pub async fn status(state: &AppState, urls: &Urls, repo: &RepoName, id: &str) -> ApiResult {
     let size = state.store.upload_size(repo, id).await?;
-    Ok(session(StatusCode::NO_CONTENT, repo, id, size))
+    Ok(session(StatusCode::NO_CONTENT, urls, repo, id, size))
 }
 
 /// A chunk whose `Content-Range` cannot be applied (416).
@@ -156,6 +157,7 @@ fn chunk_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, ApiError> {
 
 pub async fn patch(
     state: &AppState,
+    urls: &Urls,
     repo: &RepoName,
     id: &str,
     headers: &HeaderMap,
@@ -166,16 +168,19 @@ pub async fn patch(
         .store
         .upload_append(repo, id, range.map(|r| r.0), body_stream(body))
         .await
-        .map_err(|e| with_location(store_error(e), repo, id))?;
-    Ok(session(StatusCode::ACCEPTED, repo, id, size))
+        .map_err(|e| with_location(store_error(e), urls, repo, id))?;
+    Ok(session(StatusCode::ACCEPTED, urls, repo, id, size))
 }
 
 /// Adds the session's Location and id to an error (e.g. a 416), so a client
 /// can ask for the status and resume.
-fn with_location(e: ApiError, repo: &RepoName, id: &str) -> ApiError {
+fn with_location(e: ApiError, urls: &Urls, repo: &RepoName, id: &str) -> ApiError {
     if e.status == StatusCode::RANGE_NOT_SATISFIABLE {
-        e.header(header::LOCATION, format!("/v2/{repo}/blobs/uploads/{id}"))
-            .header(UPLOAD_UUID_HEADER, id.to_string())
+        e.header(
+            header::LOCATION,
+            urls.v2(format_args!("{repo}/blobs/uploads/{id}")),
+        )
+        .header(UPLOAD_UUID_HEADER, id.to_string())
     } else {
         e
     }
@@ -183,6 +188,7 @@ fn with_location(e: ApiError, repo: &RepoName, id: &str) -> ApiError {
 
 pub async fn finish(
     state: &AppState,
+    urls: &Urls,
     repo: &RepoName,
     id: &str,
     q: &Query,
@@ -204,7 +210,7 @@ pub async fn finish(
                 .store
                 .upload_append(repo, id, Some(offset), body_stream(body))
                 .await
-                .map_err(|e| with_location(store_error(e), repo, id))?;
+                .map_err(|e| with_location(store_error(e), urls, repo, id))?;
             None
         }
         None => Some(body_stream(body)),
@@ -217,7 +223,7 @@ pub async fn finish(
         let _ = state.store.upload_cancel(repo, id).await;
     }
     result.map_err(store_error)?;
-    Ok(created(repo, &digest))
+    Ok(created(urls, repo, &digest))
 }
 
 pub async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::limit::Admit;
 use super::{basic_credentials, Action, Auth, Outcome};
-use crate::api::{ApiError, ParsedRequest, PullAccess, Route};
+use crate::api::{ApiError, ClientInfo, ParsedRequest, PullAccess, Route};
 use crate::oci::{ErrorCode, RepoName};
 
 /// The authenticated user of a request, as a request extension.
@@ -52,7 +52,13 @@ fn classify<'a>(method: &Method, route: &'a Result<Route, ApiError>) -> Scope<'a
     }
 }
 
+/// The address failed logins count against: the [`ClientInfo`]'s client
+/// (the forwarded client address when the peer is a trusted proxy), else
+/// the TCP peer.
 fn client_ip(req: &Request) -> IpAddr {
+    if let Some(info) = req.extensions().get::<Arc<ClientInfo>>() {
+        return info.client;
+    }
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())

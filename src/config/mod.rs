@@ -24,7 +24,8 @@ pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
 pub use server::{
-    Delete, Filesystem, Http, Http2, Log, LogFormat, Maintenance, MinTls, ReadOnly, Storage, Tls,
+    Delete, Filesystem, Http, Http2, IpNet, Log, LogFormat, Maintenance, MinTls, PublicUrls,
+    ReadOnly, Storage, Tls,
 };
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -36,12 +36,12 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// layer when `auth` is given, inside the API's outer layers (so a 401 is
 /// logged and carries the version header too).
 pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
-    let responses = state.responses.clone();
+    let (responses, proxy) = (state.responses.clone(), state.proxy.clone());
     let mut routes = api::handlers(state);
     if let Some(auth) = auth {
         routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
     }
-    api::outer_layers(routes, responses)
+    api::outer_layers(routes, responses, proxy)
 }
 
 /// A registry built from its configuration, ready to serve.
@@ -127,6 +127,9 @@ impl Registry {
             readonly: Arc::new(readonly.into()),
             responses: Arc::new(
                 api::ResponsePolicy::from_config(config).map_err(anyhow::Error::msg)?,
+            ),
+            proxy: Arc::new(
+                api::ProxyPolicy::from_config(&config.http).map_err(anyhow::Error::msg)?,
             ),
         };
         Ok(Registry {
