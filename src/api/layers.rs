@@ -194,8 +194,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     let client = req
         .extensions()
         .get::<Arc<ClientInfo>>()
-        .map(|c| c.client.to_string())
-        .unwrap_or_default();
+        .map(|c| tracing::field::display(c.client));
     let start = Instant::now();
     let span = tracing::info_span!("request", id);
     let resp = next.run(req).instrument(span).await;

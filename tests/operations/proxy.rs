@@ -382,3 +382,354 @@ fn an_invalid_proxy_config_stops_start_up_naming_the_key() {
         assert!(err.contains(key), "{var}={value}: {err}");
     }
 }
+
+/// The shipped `deploy/traefik/` example, for real: the `traefik` binary
+/// with the example's own static and dynamic configuration, rewritten only
+/// where it must be (entrypoint ports, the backend's address, the
+/// certificate files), in front of the real berth binary.
+mod traefik {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    use serde_yaml::Value;
+
+    use crate::support::auth::Setup;
+    use crate::support::harness::{free_port, wait_until, Registry};
+    use crate::support::image::{small_image, Flavour};
+    use crate::support::tools::{have, run, run_input, run_ok, skopeo_ok};
+
+    const LIMIT: Duration = Duration::from_secs(120);
+
+    fn example(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/traefik")
+            .join(file)
+    }
+
+    fn yaml(file: &str) -> Value {
+        let text = std::fs::read_to_string(example(file)).expect("read example");
+        serde_yaml::from_str(&text).expect("example YAML")
+    }
+
+    fn at<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Value {
+        path.iter().fold(v, |v, k| {
+            v.get_mut(*k)
+                .unwrap_or_else(|| panic!("deploy/traefik has no {}", path.join(".")))
+        })
+    }
+
+    /// A test CA and a certificate for 127.0.0.1 signed by it, made by the
+    /// openssl CLI (as tests/tls does).
+    fn certificates(dir: &Path) {
+        let openssl = |args: &[&str]| {
+            run_ok(Command::new("openssl").args(args).current_dir(dir), LIMIT);
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Berth test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&ca);
+        let mut csr = vec!["req"];
+        csr.extend(ec);
+        csr.extend([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "registry.key",
+            "-out",
+            "registry.csr",
+        ]);
+        openssl(&csr);
+        std::fs::write(
+            dir.join("registry.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n\
+             basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n",
+        )
+        .expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "registry.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "registry.ext",
+            "-out",
+            "registry.crt",
+        ]);
+    }
+
+    /// Traefik, stopped (by its own PID) when dropped.
+    struct Traefik {
+        child: Child,
+        log: PathBuf,
+        https: u16,
+        http: u16,
+    }
+
+    impl Drop for Traefik {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Traefik {
+        fn log(&self) -> String {
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        }
+
+        fn start(dir: &Path, berth_port: u16) -> Traefik {
+            let (http, https) = (free_port(), free_port());
+            let dynamic_path = dir.join("dynamic.yml");
+            let mut st = yaml("traefik.yml");
+            *at(&mut st, &["entryPoints", "web", "address"]) = format!("127.0.0.1:{http}").into();
+            *at(&mut st, &["entryPoints", "websecure", "address"]) =
+                format!("127.0.0.1:{https}").into();
+            *at(&mut st, &["providers", "file", "filename"]) =
+                dynamic_path.display().to_string().into();
+            let mut dy = yaml("dynamic.yml");
+            let servers = at(
+                &mut dy,
+                &["http", "services", "berth", "loadBalancer", "servers"],
+            );
+            *at(&mut servers[0], &["url"]) = format!("http://127.0.0.1:{berth_port}").into();
+            let cert = &mut at(&mut dy, &["tls", "certificates"])[0];
+            *at(cert, &["certFile"]) = dir.join("registry.crt").display().to_string().into();
+            *at(cert, &["keyFile"]) = dir.join("registry.key").display().to_string().into();
+            let static_path = dir.join("traefik.yml");
+            std::fs::write(&static_path, serde_yaml::to_string(&st).expect("yaml")).expect("write");
+            std::fs::write(&dynamic_path, serde_yaml::to_string(&dy).expect("yaml"))
+                .expect("write");
+            let log = dir.join("traefik.log");
+            let out = std::fs::File::create(&log).expect("log");
+            let child = Command::new("traefik")
+                .arg(format!("--configFile={}", static_path.display()))
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log"))
+                .stderr(out)
+                .spawn()
+                .expect("spawn traefik");
+            Traefik {
+                child,
+                log,
+                https,
+                http,
+            }
+        }
+    }
+
+    /// `curl --cacert` through Traefik: status code (and redirect URL).
+    fn curl(dir: &Path, args: &[&str]) -> String {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version} %{redirect_url}",
+        ])
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .args(args);
+        run(&mut cmd, Duration::from_secs(20)).stdout
+    }
+
+    #[test]
+    fn berth_behind_the_shipped_traefik_example_serves_docker_skopeo_and_curl_over_tls() {
+        for tool in ["traefik", "openssl", "curl", "skopeo"] {
+            if !have(tool) {
+                println!("skipped: {tool} is not installed (CI installs it: .ci/run)");
+                return;
+            }
+        }
+        let setup = Setup::new();
+        setup.add_user("alice", "alice-secret");
+        let berth = setup.start(
+            "[access.lockout]\nfailures = 3\nwindow = \"1m\"\nduration = \"1m\"\n\
+             user_failures = 100\nuser_window = \"1m\"\nuser_duration = \"1m\"\n\
+             [http]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        );
+        let work = tempfile::tempdir().expect("tempdir");
+        let dir = work.path();
+        certificates(dir);
+        let traefik = Traefik::start(dir, berth.port);
+        let https = format!("https://127.0.0.1:{}", traefik.https);
+        let up = wait_until(Duration::from_secs(30), || {
+            curl(dir, &[&format!("{https}/v2/")]).starts_with("401")
+        });
+        assert!(up, "traefik did not route to berth:\n{}", traefik.log());
+
+        // curl over HTTPS (HTTP/2 through ALPN) with the test CA; plain
+        // HTTP is redirected to HTTPS.
+        let out = curl(
+            dir,
+            &[
+                "--http2",
+                "-u",
+                "alice:alice-secret",
+                &format!("{https}/v2/"),
+            ],
+        );
+        assert!(out.starts_with("200 2"), "{out}");
+        let out = curl(dir, &[&format!("http://127.0.0.1:{}/v2/", traefik.http)]);
+        assert!(
+            out.starts_with("301 ") || out.starts_with("308 "),
+            "http is redirected: {out}"
+        );
+        assert!(out.contains("https://127.0.0.1"), "{out}");
+
+        // skopeo pushes a real image through Traefik and pulls it back.
+        let source = Registry::start();
+        let image = small_image(Flavour::Oci, "amd64", "behind traefik");
+        crate::support::push::push_tree(&source.base, "src/app", &image, "v1");
+        let certs = dir.join("certs.d");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        std::fs::copy(dir.join("ca.crt"), certs.join("ca.crt")).expect("ca");
+        let certs = certs.display().to_string();
+        let there = format!("docker://127.0.0.1:{}/app/one:v1", traefik.https);
+        skopeo_ok(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/src/app:v1", source.host()),
+            &there,
+            "--dest-cert-dir",
+            &certs,
+            "--dest-creds",
+            "alice:alice-secret",
+        ]);
+        let pulled = dir.join("pulled");
+        skopeo_ok(&[
+            "copy",
+            "--src-cert-dir",
+            &certs,
+            "--src-creds",
+            "alice:alice-secret",
+            &there,
+            &format!("dir:{}", pulled.display()),
+        ]);
+        let manifest = std::fs::read(pulled.join("manifest.json")).expect("pulled manifest");
+        assert_eq!(
+            manifest, image.bytes,
+            "the manifest came back byte for byte"
+        );
+        for blob in image.all_blobs() {
+            let hex = blob.digest.trim_start_matches("sha256:");
+            assert_eq!(std::fs::read(pulled.join(hex)).expect("blob"), blob.data);
+        }
+
+        docker_through(dir, traefik.https);
+
+        // The lockout sees the client's address (forwarded by Traefik in
+        // X-Forwarded-For), though every connection comes from Traefik.
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.crt")).expect("ca"))
+            .expect("ca pem");
+        let from = |last: u8| {
+            reqwest::blocking::Client::builder()
+                .add_root_certificate(ca.clone())
+                .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client")
+        };
+        let login = |c: &reqwest::blocking::Client, pw: &str| {
+            c.get(format!("{https}/v2/"))
+                .basic_auth("alice", Some(pw))
+                .send()
+                .expect("login through traefik")
+                .status()
+                .as_u16()
+        };
+        let guesser = from(3);
+        let statuses: Vec<u16> = (0..4).map(|_| login(&guesser, "guess")).collect();
+        assert_eq!(statuses, [401, 401, 401, 429], "{}", traefik.log());
+        assert_eq!(login(&guesser, "alice-secret"), 429);
+        assert_eq!(
+            login(&from(4), "alice-secret"),
+            200,
+            "another client is not locked out"
+        );
+        assert!(
+            berth.logs().contains("client=127.0.0.3"),
+            "{}",
+            berth.logs()
+        );
+    }
+
+    /// `docker push` and `docker pull` through Traefik, the test CA in
+    /// `/etc/docker/certs.d/127.0.0.1:<port>/ca.crt` (no insecure-registries),
+    /// when a Docker daemon can be started here.
+    fn docker_through(dir: &Path, port: u16) {
+        if !have("docker") || !have("dockerd") {
+            println!("docker part skipped: docker or dockerd is not installed");
+            return;
+        }
+        let host = format!("127.0.0.1:{port}");
+        let certs_d = PathBuf::from("/etc/docker/certs.d").join(&host);
+        if std::fs::create_dir_all(&certs_d).is_err()
+            || std::fs::copy(dir.join("ca.crt"), certs_d.join("ca.crt")).is_err()
+        {
+            println!("docker part skipped: cannot write {}", certs_d.display());
+            return;
+        }
+        let d = crate::support::dockerd::Dockerd::start("berth-traefik.");
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(&rootfs).expect("rootfs");
+        std::fs::write(rootfs.join("hello.txt"), "hello through traefik\n").expect("file");
+        // A one-file tar: tar finishes at once, its output is the bytes.
+        let tar = Command::new("tar")
+            .args(["-cf", "-", "-C"])
+            .arg(&rootfs)
+            .arg(".")
+            .output()
+            .expect("tar");
+        assert!(tar.status.success(), "tar failed");
+        let image = format!("{host}/docker/app:v1");
+        let steps: Vec<(Vec<&str>, Option<Vec<u8>>)> = vec![
+            (vec!["import", "-", &image], Some(tar.stdout)),
+            (
+                vec!["login", &host, "-u", "alice", "--password-stdin"],
+                Some(b"alice-secret".to_vec()),
+            ),
+            (vec!["push", &image], None),
+            (vec!["rmi", &image], None),
+            (vec!["pull", &image], None),
+            (vec!["image", "inspect", &image], None),
+        ];
+        for (args, stdin) in steps {
+            let out = run_input(&mut d.cmd("docker", &args), stdin, LIMIT);
+            if !out.ok() {
+                d.dump_log();
+            }
+            assert!(out.ok(), "docker {}: {}", args.join(" "), out.all());
+        }
+        let _ = std::fs::remove_dir_all(&certs_d);
+    }
+}
