@@ -1,8 +1,8 @@
 //! Offline checks of `deploy/`: the Kubernetes manifests parse, carry the
 //! fields the API server requires, and agree with each other and with the
 //! image (port 5000, uid 65532, /var/lib/registry, the healthcheck command);
-//! kustomization.yaml lists every manifest; the compose file and the
-//! Dockerfile say what the README promises. No cluster or daemon needed.
+//! kustomization.yaml lists every manifest; the compose files (and the
+//! Traefik example's config) and the Dockerfile say what the README promises. No cluster or daemon needed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -332,4 +332,101 @@ fn kind_mirror_points_localhost_5000_at_the_registry() {
         .expect("hosts.toml");
     assert_eq!(hosts["server"].as_str(), Some("http://berth:5000"));
     assert!(read(&dir.join("README.md")).contains("docker network connect kind berth"));
+}
+
+#[test]
+fn traefik_example_compose_file_agrees_with_its_traefik_config() {
+    let dir = deploy().join("traefik");
+    let c = documents(&dir.join("docker-compose.yml")).remove(0);
+    let st = documents(&dir.join("traefik.yml")).remove(0);
+    let dy = documents(&dir.join("dynamic.yml")).remove(0);
+    let seq = |v: &Value, path: &str| -> Vec<String> {
+        get(v, path)
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{path} is not a list"))
+            .iter()
+            .map(|v| v.as_str().expect("string").to_string())
+            .collect()
+    };
+    let t = get(&c, "services.traefik");
+    let b = get(&c, "services.berth");
+    assert!(str_at(t, "image").starts_with("traefik:v3.7"));
+    for s in [t, b] {
+        assert!(get(s, "stop_grace_period").as_str().is_some());
+    }
+    // Published ports are the entrypoints' ports; 80 redirects to 443.
+    let ports = seq(t, "ports");
+    for (entry, port) in [("web", "80"), ("websecure", "443")] {
+        let address = str_at(&st, &format!("entryPoints.{entry}.address"));
+        assert_eq!(address, format!(":{port}"));
+        assert!(ports.contains(&format!("{port}:{port}")), "{ports:?}");
+    }
+    assert_eq!(
+        str_at(&st, "entryPoints.web.http.redirections.entryPoint.to"),
+        "websecure"
+    );
+    assert_eq!(
+        str_at(&st, "entryPoints.web.http.redirections.entryPoint.scheme"),
+        "https"
+    );
+    // Traefik reads the files compose mounts, where compose mounts them.
+    let mounts = seq(t, "volumes");
+    let mounted = |container_path: &str| {
+        mounts
+            .iter()
+            .find(|m| m.split(':').nth(1) == Some(container_path))
+            .map(|m| m.split(':').next().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        mounted("/etc/traefik/traefik.yml").as_deref(),
+        Some("./traefik.yml")
+    );
+    let dynamic = str_at(&st, "providers.file.filename");
+    assert_eq!(mounted(dynamic).as_deref(), Some("./dynamic.yml"));
+    let cert = str_at(&dy, "tls.certificates.0.certFile");
+    let key = str_at(&dy, "tls.certificates.0.keyFile");
+    for file in [cert, key] {
+        let parent = Path::new(file)
+            .parent()
+            .expect("dir")
+            .to_str()
+            .expect("utf-8");
+        assert!(mounted(parent).is_some(), "{file} is not in a mounted dir");
+    }
+    // The router serves TLS on websecure and goes to the berth service, at
+    // the address and port Berth listens on.
+    let router = get(&dy, "http.routers.berth");
+    assert_eq!(seq(router, "entryPoints"), ["websecure"]);
+    get(router, "tls");
+    let service = str_at(router, "service");
+    let url = str_at(
+        &dy,
+        &format!("http.services.{service}.loadBalancer.servers.0.url"),
+    );
+    let env = get(b, "environment");
+    let listen = str_at(env, "REGISTRY_HTTP_ADDR");
+    let port = listen.trim_start_matches(':');
+    assert_eq!(url, format!("http://berth:{port}"));
+    assert_eq!(seq(b, "expose"), [port]);
+    assert!(b.get("ports").is_none(), "only Traefik reaches Berth");
+    // Berth trusts exactly Traefik's fixed address on the compose network.
+    let trusted = str_at(env, "REGISTRY_HTTP_TRUSTED_PROXIES");
+    assert_eq!(
+        trusted,
+        str_at(t, "networks.registry.ipv4_address"),
+        "http.trusted_proxies must be Traefik's address"
+    );
+    let subnet = str_at(&c, "networks.registry.ipam.config.0.subnet");
+    let net: berth::config::IpNet = subnet.parse().expect("subnet");
+    assert!(net.contains(trusted.parse().expect("ip")));
+    get(b, "networks.registry");
+    // Berth's REGISTRY_HTTP_* settings there are a valid configuration.
+    let vars: Vec<(String, String)> = env
+        .as_mapping()
+        .expect("environment map")
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+        .filter(|(k, _)| k.starts_with("REGISTRY_HTTP_"))
+        .collect();
+    berth::config::Config::load(None, vars).expect("compose's Berth settings");
 }
