@@ -245,8 +245,8 @@ impl Http {
 
     /// `http.host`, `http.prefix` and `http.relativeurls`, checked:
     /// the host must be an `http`/`https` URL with a host name and at most
-    /// a path (ignored, as registry:2 in effect ignores it: its routes,
-    /// prefix included, replace it); the prefix a plain path
+    /// a path (checked, not used: URLs take their path from the prefix);
+    /// the prefix a plain path
     /// (`/registry/`; registry:2 asks for both slashes, Berth takes it
     /// with or without them).
     pub fn public_urls(&self) -> Result<PublicUrls, ConfigError> {
@@ -295,8 +295,9 @@ impl Http {
             if !authority_ok {
                 return Err(invalid("host", h, "has no valid host[:port]"));
             }
-            // registry:2 resolves its routes (which carry the prefix)
-            // against this URL, so a path here is replaced: likewise.
+            // The path of URLs is `prefix` (registry:2 resolves its
+            // routes, which carry the prefix, against this URL): a path
+            // here is checked but not used.
             plain_path("host", path)?;
             let scheme_len = h.len() - rest.len();
             Some(format!("{}{authority}", &h[..scheme_len]))
