@@ -167,6 +167,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn proxy_keys_from_the_environment() {
+        let mut tree = toml::Table::new();
+        let env = [
+            ("REGISTRY_HTTP_HOST", "https://r.example"),
+            ("REGISTRY_HTTP_PREFIX", "/registry/"),
+            ("REGISTRY_HTTP_RELATIVEURLS", "false"),
+            ("REGISTRY_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+        ];
+        assert!(apply(&mut tree, env).unwrap().is_empty());
+        let http: crate::config::Http = tree["http"].clone().try_into().unwrap();
+        assert_eq!(http.host, "https://r.example");
+        assert_eq!(http.relativeurls, Some(false));
+        assert_eq!(http.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]);
+        let urls = http.public_urls().unwrap();
+        assert_eq!(urls.prefix, "/registry");
+        assert!(urls.absolute);
+    }
+
+    #[test]
     fn tls_keys_from_the_environment() {
         let mut tree = toml::Table::new();
         let env = [

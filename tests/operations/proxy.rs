@@ -92,12 +92,16 @@ fn a_trusted_proxy_forwarding_two_clients_locks_out_only_the_guilty_one() {
 }
 
 fn start(env: &[(&str, &str)]) -> Api {
-    let mut all = vec![("REGISTRY_STORAGE_DELETE_ENABLED", "true")];
+    let mut all = vec![
+        ("REGISTRY_STORAGE_DELETE_ENABLED", "true"),
+        ("REGISTRY_LIMITS_MAX_REFERRERS_PAGE", "1"),
+    ];
     all.extend_from_slice(env);
     Api::on(Registry::start_with(&all))
 }
 
-/// Pushes a two-page tag list and a manifest under `/reg`, checking that
+/// Pushes blobs, manifests and referrers under `/reg` and lists tags,
+/// catalog and referrers a page at a time, checking that
 /// every `Location` and `Link` the registry hands out satisfies `check`
 /// and can be followed as it is.
 fn push_and_list(api: &Api, c: &Client, check: &dyn Fn(&str)) {
@@ -152,10 +156,36 @@ fn push_and_list(api: &Api, c: &Client, check: &dyn Fn(&str)) {
     send(
         c.put(format!("{base}/reg/v2/p/zz/manifests/a"))
             .header("content-type", OCI_MANIFEST)
-            .body(manifest),
+            .body(manifest.clone()),
     )
     .expect(201);
-    for first in ["/reg/v2/p/app/tags/list?n=1", "/reg/v2/_catalog?n=1"] {
+    // Two referrers of the manifest: two referrers pages (one per page).
+    let subject = sha256(manifest.as_bytes());
+    for kind in ["application/x.one", "application/x.two"] {
+        let referrer = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": blob.len()}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": manifest.len()},
+        })
+        .to_string();
+        let r = send(
+            c.put(format!(
+                "{base}/reg/v2/p/app/manifests/{}",
+                sha256(referrer.as_bytes())
+            ))
+            .header("content-type", OCI_MANIFEST)
+            .body(referrer),
+        );
+        r.expect(201);
+        check(&r.must_header("location"));
+    }
+    let referrers = format!("/reg/v2/p/app/referrers/{subject}");
+    for first in [
+        "/reg/v2/p/app/tags/list?n=1",
+        "/reg/v2/_catalog?n=1",
+        referrers.as_str(),
+    ] {
         let r = send(c.get(format!("{base}{first}")));
         r.expect(200);
         let link = r.must_header("link");
