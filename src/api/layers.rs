@@ -81,6 +81,7 @@ impl ResponsePolicy {
 /// headers too.
 pub fn outer_layers(routes: Router, policy: Arc<ResponsePolicy>) -> Router {
     routes
+        .layer(middleware::from_fn(crate::telemetry::instrument))
         .layer(middleware::from_fn(parse_request))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn_with_state(policy.clone(), cors))

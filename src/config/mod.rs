@@ -24,7 +24,8 @@ pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
 pub use server::{
-    Delete, Filesystem, Http, Http2, Log, LogFormat, Maintenance, MinTls, ReadOnly, Storage, Tls,
+    Debug, Delete, Filesystem, Http, Http2, Log, LogFormat, Maintenance, MinTls, Prometheus,
+    ReadOnly, Storage, Tls, DEBUG_HEALTH_PATHS,
 };
 
 #[derive(Debug, Deserialize, Default, Clone)]

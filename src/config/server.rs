@@ -21,6 +21,8 @@ pub struct Http {
     pub tls: Tls,
     /// `[http.http2]`.
     pub http2: Http2,
+    /// `[http.debug]`: the debug listener (metrics and health).
+    pub debug: Debug,
 }
 
 impl Default for Http {
@@ -30,6 +32,7 @@ impl Default for Http {
             headers: BTreeMap::new(),
             tls: Tls::default(),
             http2: Http2::default(),
+            debug: Debug::default(),
         }
     }
 }
@@ -54,6 +57,86 @@ pub struct Tls {
 #[serde(deny_unknown_fields, default)]
 pub struct Http2 {
     pub disabled: bool,
+}
+
+/// `[http.debug]`, registry:2's keys: a second, plain-HTTP listener for
+/// operators (health, Prometheus metrics), off while `addr` is empty.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Debug {
+    /// `host:port` (`:5001` means every interface); empty: no listener.
+    pub addr: String,
+    /// `[http.debug.prometheus]`.
+    pub prometheus: Prometheus,
+}
+
+/// `[http.debug.prometheus]`: metrics in Prometheus' text format at `path`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prometheus {
+    pub enabled: bool,
+    pub path: String,
+}
+
+impl Default for Prometheus {
+    fn default() -> Prometheus {
+        Prometheus {
+            enabled: false,
+            path: "/metrics".into(),
+        }
+    }
+}
+
+/// The paths the debug listener always answers (the metrics path must
+/// not hide one).
+pub const DEBUG_HEALTH_PATHS: [&str; 3] = ["/debug/health", "/healthz", "/readyz"];
+
+impl Debug {
+    /// The listener's address, `None` when it is off; an invalid address
+    /// or metrics path names its key.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.addr.is_empty() {
+            return Ok(None);
+        }
+        parse_addr(&self.addr).map(Some).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "http.debug.addr {:?} is not an address like 127.0.0.1:5001 or :5001",
+                self.addr
+            ))
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        let path = &self.prometheus.path;
+        if !path.starts_with('/')
+            || path.contains(['?', '#'])
+            || path.chars().any(char::is_whitespace)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "http.debug.prometheus.path {path:?} must be a path starting with / (like /metrics)"
+            )));
+        }
+        if self.prometheus.enabled && DEBUG_HEALTH_PATHS.contains(&path.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "http.debug.prometheus.path {path:?} is one of the health paths ({})",
+                DEBUG_HEALTH_PATHS.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `:5000` → `0.0.0.0:5000`, `localhost:5000` → `127.0.0.1:5000`.
+fn parse_addr(addr: &str) -> Option<SocketAddr> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else if let Some(rest) = addr.strip_prefix("localhost:") {
+        format!("127.0.0.1:{rest}")
+    } else {
+        addr.to_string()
+    };
+    full.parse().ok()
 }
 
 /// The TLS versions `http.tls.minimumtls` names.
@@ -140,6 +223,7 @@ impl Http {
     /// The address and the TLS keys, checked.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.debug.validate()?;
         self.tls.validate()
     }
 
