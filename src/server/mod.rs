@@ -182,6 +182,7 @@ impl Registry {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let local = listener.local_addr()?;
         let debug = match self.debug.take() {
             Some(d) => Some(d.start(&self.limits).await?),
             None => None,
@@ -192,8 +193,7 @@ impl Registry {
             delete = s.delete,
             auth = s.auth,
             tls = self.tls.is_some(),
-            "listening on {}",
-            listener.local_addr()?
+            "listening on {local}"
         );
         let limits = Arc::new(self.limits.clone());
         let slots = Arc::new(Semaphore::new(limits.max_connections));

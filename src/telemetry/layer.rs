@@ -53,8 +53,12 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// The layer (inside the route parser, which it reads the route from).
+/// The layer (inside the route parser, which it reads the route from);
+/// it passes requests untouched while no Prometheus recorder is installed.
 pub async fn instrument(req: Request, next: Next) -> Response {
+    if !super::recording() {
+        return next.run(req).await;
+    }
     let handler = req
         .extensions()
         .get::<Arc<ParsedRequest>>()

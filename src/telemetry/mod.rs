@@ -84,6 +84,12 @@ pub fn prometheus() -> Option<PrometheusHandle> {
     RECORDER.get_or_init(install).clone()
 }
 
+/// Whether the Prometheus recorder is installed (the HTTP layer measures
+/// nothing otherwise).
+pub fn recording() -> bool {
+    matches!(RECORDER.get(), Some(Some(_)))
+}
+
 fn install() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(

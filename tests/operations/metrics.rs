@@ -34,7 +34,7 @@ pub fn parse(text: &str) -> Scrape {
             continue;
         }
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .unwrap_or_else(|| panic!("no value: {line}"));
         let name = line[..name_end].to_string();
         let mut rest = &line[name_end..];
