@@ -166,6 +166,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_keys_from_the_environment() {
+        let mut tree = toml::Table::new();
+        let env = [
+            ("REGISTRY_HTTP_DEBUG_ADDR", ":5001"),
+            ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true"),
+            ("REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "/prom"),
+        ];
+        assert!(apply(&mut tree, env).unwrap().is_empty());
+        let debug = tree["http"]["debug"].as_table().unwrap();
+        assert_eq!(debug["addr"].as_str(), Some(":5001"));
+        assert_eq!(debug["prometheus"]["enabled"].as_bool(), Some(true));
+        assert_eq!(debug["prometheus"]["path"].as_str(), Some("/prom"));
+    }
+
+    #[test]
     fn tls_keys_from_the_environment() {
         let mut tree = toml::Table::new();
         let env = [

@@ -336,3 +336,36 @@ pub struct Maintenance {
 pub struct ReadOnly {
     pub enabled: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_listener_is_off_by_default_and_checked_when_on() {
+        let mut d = Debug::default();
+        assert_eq!(d.listen_addr().unwrap(), None);
+        assert_eq!(d.prometheus.path, "/metrics");
+        d.addr = ":5001".into();
+        assert_eq!(
+            d.listen_addr().unwrap(),
+            Some("0.0.0.0:5001".parse().unwrap())
+        );
+        d.validate().unwrap();
+        d.addr = "nowhere".into();
+        assert!(d
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("http.debug.addr"));
+        d.addr = "127.0.0.1:5001".into();
+        d.prometheus.path = "metrics".into();
+        let e = d.validate().unwrap_err().to_string();
+        assert!(e.contains("http.debug.prometheus.path"), "{e}");
+        d.prometheus = Prometheus {
+            enabled: true,
+            path: "/healthz".into(),
+        };
+        assert!(d.validate().is_err());
+    }
+}
