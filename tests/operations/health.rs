@@ -114,3 +114,55 @@ fn readyz_turns_503_with_the_reason_when_the_data_dir_becomes_read_only() {
     reg.kill();
     drop(fs);
 }
+
+#[test]
+fn stalled_connections_to_the_debug_listener_are_capped_and_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let reg = start_with_debug(&root, &[("REGISTRY_LIMITS_HEADER_READ_TIMEOUT", "1s")]);
+    let debug = reg.debug_base();
+    let addr = debug.trim_start_matches("http://").to_string();
+    // 16 connections that never send a request take every slot...
+    let stalled: Vec<_> = (0..16)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert!(
+        c.get(format!("{debug}/healthz")).send().is_err(),
+        "a 17th connection was served"
+    );
+    // ...until the header timeout closes them.
+    let served = wait_until(Duration::from_secs(5), || {
+        c.get(format!("{debug}/healthz"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+    });
+    assert!(
+        served,
+        "the stalled connections still hold the debug listener"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn the_debug_listener_stops_with_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let mut reg = start_with_debug(&root, &[]);
+    let debug = reg.debug_base();
+    assert_eq!(get(&format!("{debug}/healthz")).0, 200);
+    reg.terminate();
+    assert!(
+        reg.wait_exit(Duration::from_secs(10)).is_some(),
+        "berth did not stop"
+    );
+    let addr = debug.trim_start_matches("http://").to_string();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "the debug port still accepts"
+    );
+}
