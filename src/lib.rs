@@ -8,3 +8,4 @@ pub mod gc;
 pub mod oci;
 pub mod server;
 pub mod storage;
+pub mod telemetry;

@@ -80,7 +80,10 @@ impl Auth {
         ip: IpAddr,
     ) -> Result<Option<Arc<str>>, Response> {
         let (name, password) = match basic_credentials(headers) {
-            Err(()) => return Err(self.unauthorized()),
+            Err(()) => {
+                crate::telemetry::login_failed("malformed");
+                return Err(self.unauthorized());
+            }
             Ok(None) => return Ok(None),
             Ok(Some(credentials)) => credentials,
         };
@@ -118,6 +121,14 @@ impl Auth {
             outcome => {
                 let known = outcome == Outcome::WrongPassword;
                 let locked = self.limiter.failed(ip, &name, known);
+                crate::telemetry::login_failed(if known {
+                    "wrong_password"
+                } else {
+                    "unknown_user"
+                });
+                if locked {
+                    crate::telemetry::lockout_started();
+                }
                 // The name is logged only when it is a real user: an
                 // unknown "name" may well be a password typed in the wrong field.
                 if outcome == Outcome::WrongPassword {
@@ -134,7 +145,9 @@ impl Auth {
     }
 }
 
+/// A login refused during a lockout.
 fn too_many(wait: std::time::Duration) -> Response {
+    crate::telemetry::login_failed("locked_out");
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     ApiError::new(ErrorCode::TooManyRequests)
         .message("too many failed logins from this address or for this user; retry later")

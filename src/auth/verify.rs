@@ -218,14 +218,16 @@ impl Verifier {
         let Ok(cache) = self.cache.read() else {
             return false;
         };
-        match cache.get(user_key) {
+        let hit = match cache.get(user_key) {
             Some(c) => {
                 bool::from(c.verifier.ct_eq(verifier))
                     & (c.generation == generation)
                     & (c.expires > Instant::now())
             }
             None => false,
-        }
+        };
+        crate::telemetry::password_cache(hit);
+        hit
     }
 
     fn remember(&self, user_key: [u8; 32], verifier: [u8; 32], generation: u64) {

@@ -29,6 +29,9 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("http.prefix", Kind::Str),
     ("http.relativeurls", Kind::Bool),
     ("http.trusted_proxies", Kind::List),
+    ("http.debug.addr", Kind::Str),
+    ("http.debug.prometheus.enabled", Kind::Bool),
+    ("http.debug.prometheus.path", Kind::Str),
     ("log.level", Kind::Str),
     ("log.formatter", Kind::Str),
     ("storage.filesystem.rootdirectory", Kind::Str),
@@ -183,6 +186,21 @@ mod tests {
         let urls = http.public_urls().unwrap();
         assert_eq!(urls.prefix, "/registry");
         assert!(urls.absolute);
+    }
+
+    #[test]
+    fn debug_keys_from_the_environment() {
+        let mut tree = toml::Table::new();
+        let env = [
+            ("REGISTRY_HTTP_DEBUG_ADDR", ":5001"),
+            ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true"),
+            ("REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH", "/prom"),
+        ];
+        assert!(apply(&mut tree, env).unwrap().is_empty());
+        let debug = tree["http"]["debug"].as_table().unwrap();
+        assert_eq!(debug["addr"].as_str(), Some(":5001"));
+        assert_eq!(debug["prometheus"]["enabled"].as_bool(), Some(true));
+        assert_eq!(debug["prometheus"]["path"].as_str(), Some("/prom"));
     }
 
     #[test]

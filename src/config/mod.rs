@@ -24,8 +24,8 @@ pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
 pub use server::{
-    Delete, Filesystem, Http, Http2, IpNet, Log, LogFormat, Maintenance, MinTls, PublicUrls,
-    ReadOnly, Storage, Tls,
+    Debug, Delete, Filesystem, Http, Http2, IpNet, Log, LogFormat, Maintenance, MinTls, Prometheus,
+    PublicUrls, ReadOnly, Storage, Tls, DEBUG_HEALTH_PATHS,
 };
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -81,7 +81,9 @@ pub fn collect(store: &dyn GcStore, opts: &Options) -> io::Result<Report> {
     let present = run.sweep_blobs()?;
     run.sweep_links_and_uploads(&present)?;
     run.purge_tmp()?;
-    Ok(run.finish(started))
+    let report = run.finish(started);
+    crate::telemetry::gc_collected(&report);
+    Ok(report)
 }
 
 /// The state of one collection, which its phases fill in.

@@ -53,7 +53,10 @@ pub fn spawn_online(
                     human_bytes(r.bytes_reclaimed),
                     r.duration_ms
                 ),
-                Ok(Err(e)) => tracing::error!("garbage collection failed: {e}"),
+                Ok(Err(e)) => {
+                    crate::telemetry::gc_failed();
+                    tracing::error!("garbage collection failed: {e}")
+                }
                 Err(e) => tracing::error!("garbage collection task failed: {e}"),
             }
         }

@@ -25,6 +25,7 @@ use conn::connection;
 use tls::Tls;
 
 mod conn;
+mod debug;
 mod tls;
 
 /// How long in-flight requests may run after the shutdown signal (container
@@ -55,6 +56,8 @@ pub struct Registry {
     http2: bool,
     summary: Summary,
     limits: Limits,
+    /// The debug listener (`http.debug.addr`), started by [`Registry::serve`].
+    debug: Option<debug::Debug>,
 }
 
 /// What the start-up log line says.
@@ -82,6 +85,17 @@ impl Registry {
         for name in &config.ignored_env {
             tracing::warn!("ignoring {name}: Berth has no such setting");
         }
+        let debug_addr = config.http.debug.listen_addr()?;
+        let prometheus = &config.http.debug.prometheus;
+        // Installed before the store opens, so its first counts are kept.
+        let metrics = match (debug_addr, prometheus.enabled) {
+            (Some(_), true) => crate::telemetry::prometheus().map(|h| (prometheus.path.clone(), h)),
+            (None, true) => {
+                tracing::warn!("http.debug.prometheus.enabled needs http.debug.addr: no metrics");
+                None
+            }
+            _ => None,
+        };
         let root = &config.storage.filesystem.rootdirectory;
         let mut store = FsStore::open(root)
             .with_context(|| format!("cannot open storage at {}", root.display()))?;
@@ -101,6 +115,12 @@ impl Registry {
         );
         let store = Arc::new(store);
         let readonly = config.storage.maintenance.readonly.enabled;
+        let readonly_flag = Arc::new(std::sync::atomic::AtomicBool::new(readonly));
+        if metrics.is_some() {
+            count_blobs(store.clone());
+        }
+        let debug = debug_addr
+            .map(|addr| debug::Debug::new(addr, metrics, store.clone(), readonly_flag.clone()));
         if readonly && config.gc.enabled {
             tracing::warn!("read-only mode (storage.maintenance.readonly.enabled): the online collector does not run");
         }
@@ -124,7 +144,7 @@ impl Registry {
             store,
             delete_enabled: config.storage.delete.enabled,
             limits: Arc::new(config.limits.clone()),
-            readonly: Arc::new(readonly.into()),
+            readonly: readonly_flag,
             responses: Arc::new(
                 api::ResponsePolicy::from_config(config).map_err(anyhow::Error::msg)?,
             ),
@@ -140,6 +160,7 @@ impl Registry {
             http2: !config.http.http2.disabled,
             summary,
             limits: config.limits.clone(),
+            debug,
         })
     }
 
@@ -160,18 +181,22 @@ impl Registry {
     /// when it takes longer than `limits.header_read_timeout` to send a
     /// request header, or sits idle for `limits.idle_timeout`.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let local = listener.local_addr()?;
+        let debug = match self.debug.take() {
+            Some(d) => Some(d.start(&self.limits).await?),
+            None => None,
+        };
         let s = &self.summary;
         tracing::info!(
             root = s.root,
             delete = s.delete,
             auth = s.auth,
             tls = self.tls.is_some(),
-            "listening on {}",
-            listener.local_addr()?
+            "listening on {local}"
         );
         let limits = Arc::new(self.limits.clone());
         let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -264,6 +289,10 @@ impl Registry {
             }
         }
         drop(listener);
+        if let Some((task, stop)) = debug {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
         tracing::info!("shutting down: finishing in-flight requests");
         tokio::select! {
             _ = graceful.shutdown() => {},
@@ -275,6 +304,28 @@ impl Registry {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Counts the blob store in the background for the storage gauges (once:
+/// commits and garbage collection keep them current afterwards).
+fn count_blobs(store: Arc<FsStore>) {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        match store.count_blobs() {
+            Ok((blobs, bytes)) => {
+                crate::telemetry::blobs_counted(blobs, bytes);
+                tracing::info!(
+                    blobs,
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "counted the blob store for the storage metrics"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the blob store: storage metrics count from zero")
+            }
+        }
+    });
 }
 
 /// Builds the registry from `config` and serves it on `listener` until

@@ -1,10 +1,13 @@
 //! Black-box tests of the operations settings (read-only mode, configured
-//! response headers, CORS, reverse proxies) against the real binary, one module per topic.
+//! response headers, CORS, reverse proxies, the debug listener's metrics
+//! and health) against the real binary, one module per topic.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod cors;
 mod headers;
+mod health;
+mod metrics;
 mod proxy;
 mod readonly;

@@ -161,6 +161,20 @@ impl Registry {
         logs.lock().unwrap().join("\n")
     }
 
+    /// `http://ADDR` of the debug listener (`http.debug.addr`), from the
+    /// start-up log (the server must have been spawned with `capture_logs`).
+    pub fn debug_base(&self) -> String {
+        let logs = self.logs();
+        let i = logs
+            .find("debug endpoints at http://")
+            .unwrap_or_else(|| panic!("no debug listener in the log:\n{logs}"));
+        let addr: String = logs[i + "debug endpoints at http://".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        format!("http://{}", addr.trim_end_matches(':'))
+    }
+
     /// Sends SIGTERM (a graceful stop).
     pub fn terminate(&self) {
         let ok = Command::new("kill")

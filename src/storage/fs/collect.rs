@@ -127,6 +127,7 @@ impl GcStore for FsStore {
             return Ok(None);
         }
         fs::remove_file(&path)?;
+        crate::telemetry::blob_removed(blob.size);
         if let Some(dir) = path.parent() {
             let _ = fs::remove_dir(dir);
         }

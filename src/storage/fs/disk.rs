@@ -95,7 +95,9 @@ impl Disk {
         }
         let dir = dst.parent().ok_or_else(|| io::Error::other("no parent"))?;
         fs::create_dir_all(dir)?;
+        let size = fs::metadata(src)?.len();
         fs::rename(src, &dst)?;
+        crate::telemetry::blob_stored(size);
         sync_dir(dir)
     }
 

@@ -19,6 +19,7 @@
 //!                                              media type a revision is served with
 //! _berth/tmp/                                  Berth only: files being written
 //! _berth/lock                                  Berth only: the data-dir lock
+//! _berth/ready-probe                           Berth only: written and removed by /readyz
 //! ```
 //!
 //! registry:2 skips directories starting with `_` when it walks repositories and
@@ -78,6 +79,10 @@ impl Layout {
     }
     pub fn lock_file(&self) -> PathBuf {
         self.berth().join("lock")
+    }
+    /// The file a readiness probe writes, fsyncs and removes.
+    pub fn ready_probe(&self) -> PathBuf {
+        self.berth().join("ready-probe")
     }
     pub fn tmp_dir(&self) -> PathBuf {
         self.berth().join("tmp")

@@ -35,14 +35,11 @@ pub(super) fn lock_dir(layout: &Layout, mode: DirLock) -> io::Result<Option<File
     let create = mode != DirLock::ExclusiveIfPresent;
     if create {
         fs::create_dir_all(layout.berth())?;
+        OpenOptions::new().create(true).append(true).open(&path)?;
     }
-    let file = match OpenOptions::new()
-        .create(create)
-        .read(true)
-        .write(create)
-        .truncate(false)
-        .open(&path)
-    {
+    // Held open read-only (a lock needs no more), so the data dir's
+    // filesystem can still be remounted read-only while Berth runs.
+    let file = match OpenOptions::new().read(true).open(&path) {
         Ok(f) => f,
         Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),

@@ -115,3 +115,38 @@ impl FsStore {
         self.refresh_after = Some(after);
     }
 }
+
+/// For the debug listener: readiness and the start-up count of the blob store.
+impl FsStore {
+    /// Whether the data dir can be read and, unless `read_only`, written
+    /// durably now: lists the root and writes, fsyncs and removes a probe
+    /// file in Berth's area. Blocking: run it on the blocking pool.
+    pub fn probe(&self, read_only: bool) -> std::io::Result<()> {
+        use std::io::Write;
+        let layout = &self.disk.layout;
+        fs::read_dir(layout.v2())?;
+        if read_only {
+            return Ok(());
+        }
+        let path = layout.ready_probe();
+        let written = File::create(&path).and_then(|mut f| {
+            f.write_all(b"ready")?;
+            f.sync_all()
+        });
+        let removed = fs::remove_file(&path);
+        written.and(removed)
+    }
+
+    /// The blobs in the blob store and their bytes, by walking it.
+    /// Blocking, and long on a big store: once, at start-up.
+    pub fn count_blobs(&self) -> std::io::Result<(u64, u64)> {
+        let (mut blobs, mut bytes) = (0, 0);
+        for (_, path) in self.disk.layout.walk_blobs()? {
+            if let Ok(m) = fs::metadata(&path) {
+                blobs += 1;
+                bytes += m.len();
+            }
+        }
+        Ok((blobs, bytes))
+    }
+}

@@ -45,6 +45,7 @@ impl OpenUploads {
             if let Err(e) = open.scan(layout) {
                 tracing::warn!(error = %e, "cannot count the open upload sessions; counting from zero");
             }
+            crate::telemetry::uploads_open(open.total);
         }
         OpenUploads(Mutex::new(open))
     }
@@ -83,6 +84,7 @@ impl OpenUploads {
         {
             open.total += 1;
         }
+        crate::telemetry::uploads_open(open.total);
         Ok(())
     }
 
@@ -114,6 +116,7 @@ impl Open {
         if let Some(ids) = self.by_repo.get_mut(repo) {
             if ids.remove(id) {
                 self.total -= 1;
+                crate::telemetry::uploads_open(self.total);
             }
             if ids.is_empty() {
                 self.by_repo.remove(repo);
