@@ -17,6 +17,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
 use super::request::parse_request;
+use super::Live;
 
 /// What the outer layers add to responses: `http.headers` and `[cors]`.
 #[derive(Debug, Default)]
@@ -79,7 +80,10 @@ impl ResponsePolicy {
 /// auth layer inside), `Connection: close`, the route parser; so a 401 from
 /// an inner layer is logged and carries the version, configured and CORS
 /// headers too.
-pub fn outer_layers(routes: Router, policy: Arc<ResponsePolicy>) -> Router {
+///
+/// `policy` is read once per request by each of the layers that use it, so
+/// a reload that replaces it applies from the next request on.
+pub fn outer_layers(routes: Router, policy: Arc<Live<ResponsePolicy>>) -> Router {
     routes
         .layer(middleware::from_fn(parse_request))
         .layer(middleware::from_fn(close_after_refused_body))
@@ -94,10 +98,11 @@ pub fn outer_layers(routes: Router, policy: Arc<ResponsePolicy>) -> Router {
 
 /// `http.headers` on every response.
 async fn configured_headers(
-    State(policy): State<Arc<ResponsePolicy>>,
+    State(policy): State<Arc<Live<ResponsePolicy>>>,
     req: Request,
     next: Next,
 ) -> Response {
+    let policy = policy.get();
     let mut resp = next.run(req).await;
     for (name, value) in &policy.headers {
         resp.headers_mut().append(name.clone(), value.clone());
@@ -109,7 +114,12 @@ async fn configured_headers(
 /// `Access-Control-Request-Method`) is answered here, without credentials;
 /// every other response gets `Access-Control-Allow-Origin` and the exposed
 /// headers. Requests from other origins pass untouched.
-async fn cors(State(policy): State<Arc<ResponsePolicy>>, req: Request, next: Next) -> Response {
+async fn cors(
+    State(policy): State<Arc<Live<ResponsePolicy>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let policy = policy.get();
     let Some(cors) = &policy.cors else {
         return next.run(req).await;
     };

@@ -24,7 +24,10 @@ use crate::storage::FsStore;
 use conn::connection;
 use tls::Tls;
 
+pub use reload::{Reloaded, Reloader};
+
 mod conn;
+mod reload;
 mod tls;
 
 /// How long in-flight requests may run after the shutdown signal (container
@@ -54,7 +57,10 @@ pub struct Registry {
     tls: Option<Tls>,
     http2: bool,
     summary: Summary,
-    limits: Limits,
+    /// `[limits]` as a reload leaves them (a connection reads its timeouts
+    /// when it opens); `max_connections` stays as started.
+    limits: Arc<api::Live<Limits>>,
+    reloader: Reloader,
 }
 
 /// What the start-up log line says.
@@ -121,23 +127,41 @@ impl Registry {
             auth: auth.is_some(),
         };
         let state = AppState {
-            store,
+            store: store.clone(),
             delete_enabled: config.storage.delete.enabled,
-            limits: Arc::new(config.limits.clone()),
+            limits: Arc::new(api::Live::new(config.limits.clone())),
             readonly: Arc::new(readonly.into()),
-            responses: Arc::new(
+            responses: Arc::new(api::Live::new(
                 api::ResponsePolicy::from_config(config).map_err(anyhow::Error::msg)?,
-            ),
+            )),
         };
+        let reloader = Reloader::new(
+            config,
+            reload::Parts {
+                store,
+                limits: state.limits.clone(),
+                readonly: state.readonly.clone(),
+                responses: state.responses.clone(),
+                auth: auth.clone(),
+                gc_running: gc.is_some(),
+            },
+        );
         Ok(Registry {
+            limits: state.limits.clone(),
             router: app(state, auth),
             gc,
             tls_reloader,
             tls,
             http2: !config.http.http2.disabled,
             summary,
-            limits: config.limits.clone(),
+            reloader,
         })
+    }
+
+    /// The handle that applies a new configuration while this registry
+    /// serves (see [`Reloader::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The application, for serving it some other way (`oneshot` in tests).
@@ -170,8 +194,8 @@ impl Registry {
             "listening on {}",
             listener.local_addr()?
         );
-        let limits = Arc::new(self.limits.clone());
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let max_connections = self.limits.get().max_connections;
+        let slots = Arc::new(Semaphore::new(max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         if !self.http2 {
             builder = builder.http1_only();
@@ -197,7 +221,7 @@ impl Registry {
                 Err(_) => {
                     if !full_logged {
                         tracing::warn!(
-                            max_connections = limits.max_connections,
+                            max_connections,
                             "connection limit reached: new connections wait until one closes \
                              (limits.max_connections)"
                         );
@@ -212,7 +236,7 @@ impl Registry {
                     }
                 }
             };
-            if slots.available_permits() > limits.max_connections / 2 {
+            if slots.available_permits() > max_connections / 2 {
                 full_logged = false;
             }
             let (stream, peer) = tokio::select! {
@@ -229,7 +253,7 @@ impl Registry {
             };
             let (builder, watcher, router) =
                 (builder.clone(), graceful.watcher(), self.router.clone());
-            let limits = limits.clone();
+            let limits = self.limits.get();
             match &acceptor {
                 None => {
                     tokio::spawn(connection(
