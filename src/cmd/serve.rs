@@ -40,6 +40,7 @@ pub fn run(config: Config, format: LogFormat, path: Option<PathBuf>) -> ExitCode
                 registry.reloader(),
                 path,
                 log_filter,
+                config.log.level.clone(),
             ))),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP: configuration reload is off");
@@ -97,6 +98,7 @@ async fn reload_on_sighup(
     reloader: Reloader,
     path: Option<PathBuf>,
     log: Option<LogFilter>,
+    mut level: String,
 ) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
@@ -120,17 +122,38 @@ async fn reload_on_sighup(
                 continue;
             }
         };
-        if let Some(level) = report.log_level.take() {
-            match &log {
-                Some(handle) => match handle.reload(level_filter(&level)) {
-                    Ok(()) => report.applied.push("log.level".into()),
+        match (report.log_level.take(), &log) {
+            (Some(new), Some(handle)) => {
+                report.applied.push("log.level".into());
+                // The summary goes out at the more verbose of the two levels,
+                // so that whoever asked for the reload sees it.
+                let quieter = verbosity(&new) < verbosity(&level);
+                if quieter {
+                    report.log();
+                }
+                match handle.reload(level_filter(&new)) {
+                    Ok(()) => level = new,
                     Err(e) => tracing::warn!(error = %e, "log.level not applied"),
-                },
-                None => tracing::info!("log.level changed but RUST_LOG is set: RUST_LOG decides"),
+                }
+                if !quieter {
+                    report.log();
+                }
             }
+            (Some(_), None) => {
+                tracing::info!("log.level changed but RUST_LOG is set: RUST_LOG decides");
+                report.log();
+            }
+            (None, _) => report.log(),
         }
-        report.log();
     }
+}
+
+/// How much `log.level` lets through (a validated level; 0 for others).
+fn verbosity(level: &str) -> usize {
+    ["error", "warn", "info", "debug", "trace"]
+        .iter()
+        .position(|l| *l == level)
+        .map_or(0, |i| i + 1)
 }
 
 /// Completes at the first SIGINT or SIGTERM.

@@ -7,3 +7,4 @@ mod support;
 mod cors;
 mod headers;
 mod readonly;
+mod reload;
