@@ -200,10 +200,6 @@ impl Registry {
         if !self.http2 {
             builder = builder.http1_only();
         }
-        let acceptor = self
-            .tls
-            .as_ref()
-            .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
         // The header and idle timeouts are the watchdog's (see `connection`):
         // hyper's own header timeout also runs while a kept-alive connection
         // waits for its next request, which would make idle = header timeout.
@@ -254,7 +250,7 @@ impl Registry {
             let (builder, watcher, router) =
                 (builder.clone(), graceful.watcher(), self.router.clone());
             let limits = self.limits.get();
-            match &acceptor {
+            match self.tls.as_ref().map(Tls::acceptor) {
                 None => {
                     tokio::spawn(connection(
                         builder, watcher, router, limits, stream, peer, permit,

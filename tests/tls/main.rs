@@ -270,6 +270,45 @@ fn client_certificates_from_clientcas_are_accepted_and_others_fail_the_handshake
 }
 
 #[test]
+fn renewed_client_cas_are_used_without_a_restart_and_broken_ones_are_refused() {
+    let Some(pki) = Pki::new() else { return };
+    // The client CA file first holds the other CA: only `stranger` gets in.
+    std::fs::copy(pki.path("other-ca.pem"), pki.path("clientcas.pem")).unwrap();
+    let cas = pki.s("clientcas.pem");
+    let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_CLIENTCAS", &cas)]);
+    let ca = pki.s("ca.pem");
+    let client = |name: &str| {
+        let (cert, key) = (pki.s(&format!("{name}.pem")), pki.s(&format!("{name}.key")));
+        curl(&reg, &ca, &["--cert", &cert, "--key", &key])
+    };
+    assert_eq!(client("stranger").as_deref(), Some("2 200"));
+    assert_eq!(client("client"), None);
+
+    // A file that holds no certificate: refused, logged, the old CAs stay.
+    std::fs::write(pki.path("clientcas.pem"), "not a certificate\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || reg
+            .logs()
+            .contains("client CAs not reloaded")),
+        "{}",
+        reg.logs()
+    );
+    assert_eq!(client("stranger").as_deref(), Some("2 200"));
+
+    // The renewed CA file: new connections are checked against it.
+    std::fs::copy(pki.path("ca.pem"), pki.path("clientcas.pem")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || client("client").as_deref()
+            == Some("2 200")),
+        "{}",
+        reg.logs()
+    );
+    assert!(reg.logs().contains("TLS client CAs reloaded"));
+    assert_eq!(client("stranger"), None);
+    assert_eq!(curl(&reg, &ca, &[]), None, "no client certificate");
+}
+
+#[test]
 fn a_client_that_never_finishes_the_handshake_gives_its_slot_back() {
     let Some(pki) = Pki::new() else { return };
     let (reg, _tmp) = start_tls(
