@@ -161,11 +161,8 @@ pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next
     let policy = auth.policy.get();
     match classify(req.method(), &parsed.route) {
         Scope::Login if user.is_none() => return auth.unauthorized(),
-        Scope::Catalog if user.is_none() && !policy.has_anonymous() => {
-            return auth.unauthorized()
-        }
-        Scope::Repo { repo, action } if !policy.allows(user.as_deref(), action, repo.as_str()) =>
-        {
+        Scope::Catalog if user.is_none() && !policy.has_anonymous() => return auth.unauthorized(),
+        Scope::Repo { repo, action } if !policy.allows(user.as_deref(), action, repo.as_str()) => {
             return match user {
                 None => auth.unauthorized(),
                 Some(_) => denied(action, repo),

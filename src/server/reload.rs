@@ -123,7 +123,10 @@ impl Reloader {
             restart("http.addr");
         }
         for (key, changed) in [
-            ("http.tls.certificate", h.tls.certificate != sh.tls.certificate),
+            (
+                "http.tls.certificate",
+                h.tls.certificate != sh.tls.certificate,
+            ),
             ("http.tls.key", h.tls.key != sh.tls.key),
             ("http.tls.minimumtls", h.tls.minimumtls != sh.tls.minimumtls),
             ("http.tls.clientcas", h.tls.clientcas != sh.tls.clientcas),
@@ -154,7 +157,10 @@ impl Reloader {
         }
         inner.reload_others(old, &new, &mut report);
         for key in &report.needs_restart {
-            tracing::warn!(key, "{key} changed in the configuration; needs a restart to take effect");
+            tracing::warn!(
+                key,
+                "{key} changed in the configuration; needs a restart to take effect"
+            );
         }
 
         let mut applied = |key: &str| report.applied.push(key.to_string());
@@ -190,16 +196,28 @@ impl Reloader {
         limits.max_connections = started.limits.max_connections;
         let (l, o) = (&limits, &old.limits);
         for (key, changed) in [
-            ("limits.header_read_timeout", l.header_read_timeout != o.header_read_timeout),
+            (
+                "limits.header_read_timeout",
+                l.header_read_timeout != o.header_read_timeout,
+            ),
             ("limits.idle_timeout", l.idle_timeout != o.idle_timeout),
-            ("limits.body_idle_timeout", l.body_idle_timeout != o.body_idle_timeout),
+            (
+                "limits.body_idle_timeout",
+                l.body_idle_timeout != o.body_idle_timeout,
+            ),
             ("limits.max_uploads", l.max_uploads != o.max_uploads),
             (
                 "limits.max_uploads_per_repository",
                 l.max_uploads_per_repository != o.max_uploads_per_repository,
             ),
-            ("limits.max_tags_per_put", l.max_tags_per_put != o.max_tags_per_put),
-            ("limits.max_referrers_page", l.max_referrers_page != o.max_referrers_page),
+            (
+                "limits.max_tags_per_put",
+                l.max_tags_per_put != o.max_tags_per_put,
+            ),
+            (
+                "limits.max_referrers_page",
+                l.max_referrers_page != o.max_referrers_page,
+            ),
         ] {
             if changed {
                 applied(key);

@@ -117,7 +117,13 @@ impl Tls {
             self.key_path.clone(),
         );
         let (config, http) = (self.config.clone(), self.http.clone());
-        let cas = |http: &Http| http.tls.clientcas.iter().map(|p| stamp(p)).collect::<Vec<_>>();
+        let cas = |http: &Http| {
+            http.tls
+                .clientcas
+                .iter()
+                .map(|p| stamp(p))
+                .collect::<Vec<_>>()
+        };
         tokio::spawn(async move {
             let mut seen = (stamp(&cert_path), stamp(&key_path));
             let mut seen_cas = cas(&http);
@@ -179,8 +185,8 @@ fn server_config(http: &Http, cert: Arc<Current>) -> anyhow::Result<ServerConfig
     } else {
         let mut roots = RootCertStore::empty();
         for path in &http.tls.clientcas {
-            let certs =
-                read_certs(path).with_context(|| format!("http.tls.clientcas {}", path.display()))?;
+            let certs = read_certs(path)
+                .with_context(|| format!("http.tls.clientcas {}", path.display()))?;
             for cert in certs {
                 roots.add(cert).map_err(|e| {
                     anyhow!(

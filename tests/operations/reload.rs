@@ -270,10 +270,7 @@ fn an_invalid_configuration_on_reload_is_logged_and_changes_nothing() {
     let line = r.reload("[http.headers]\nX-Bad = [\"a\\u0001b\"]\n");
     assert!(line.contains("configuration not reloaded"), "{line}");
     assert!(line.contains("X-Bad"), "{line}");
-    assert_eq!(
-        r.api.get("/v2/").header("x-before").as_deref(),
-        Some("one")
-    );
+    assert_eq!(r.api.get("/v2/").header("x-before").as_deref(), Some("one"));
 }
 
 #[test]

@@ -630,7 +630,8 @@ fn docker_pushes_and_pulls_over_tls_trusting_a_ca_from_certs_d() {
     let out = docker(&d, &["push", &image]);
     assert!(!out.ok(), "pushed without trusting the CA: {}", out.all());
     assert!(
-        out.all().contains("x509: certificate signed by unknown authority"),
+        out.all()
+            .contains("x509: certificate signed by unknown authority"),
         "{}",
         out.all()
     );
@@ -675,7 +676,11 @@ fn docker_pushes_and_pulls_over_mutual_tls_with_a_client_pair_from_certs_d() {
 
     // The server is trusted, but the daemon has no client certificate.
     let out = docker(&d, &["push", &image]);
-    assert!(!out.ok(), "pushed without a client certificate: {}", out.all());
+    assert!(
+        !out.ok(),
+        "pushed without a client certificate: {}",
+        out.all()
+    );
     assert!(out.all().contains("certificate required"), "{}", out.all());
 
     certs.add(pki.path("client.pem"), "client.cert");
