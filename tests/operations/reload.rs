@@ -188,14 +188,25 @@ fn a_reloaded_limit_applies_to_the_next_request() {
     };
     put(&r.api).expect(201);
 
-    let line = r.reload("[limits]\nmax_tags_per_put = 2\n");
+    let first = r.api.start_upload("lim/app");
+    r.api.start_upload("lim/app");
+
+    let line = r.reload("[limits]\nmax_tags_per_put = 2\nmax_uploads_per_repository = 1\n");
     assert!(line.contains("limits.max_tags_per_put"), "{line}");
+    assert!(line.contains("limits.max_uploads_per_repository"), "{line}");
     let refused = put(&r.api);
     refused.expect_error(400, "TAG_INVALID");
     assert!(
         refused.text().contains("limits.max_tags_per_put"),
         "{refused}"
     );
+    // Two sessions are open: a third is over the new cap of one.
+    let over = r
+        .api
+        .send(r.api.req(Method::POST, "/v2/lim/app/blobs/uploads/"));
+    over.expect_error(429, "TOOMANYREQUESTS");
+    assert!(over.text().contains("limit 1"), "{over}");
+    r.api.delete(&first).expect(204);
 }
 
 /// Sends bytes that are not HTTP and waits for the answer (or the close).
@@ -351,4 +362,25 @@ fn reloaded_access_rules_and_groups_decide_the_next_request() {
     auth::push_image(&reg, "team-b/app", "v1", ALICE);
     let r = auth::get(&reg, "/v2/team-a/app/manifests/v1", ALICE);
     auth::expect_error(r, 403, "DENIED");
+}
+
+#[test]
+fn a_reloaded_header_timeout_applies_to_new_connections() {
+    let r = Reloadable::start("");
+    let line = r.reload("[limits]\nheader_read_timeout = \"1s\"\n");
+    assert!(line.contains("limits.header_read_timeout"), "{line}");
+    // Half a request header, then nothing: closed after about 1s, not the
+    // 10s it started with.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", r.api.reg.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let start = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let read = s.read_to_end(&mut sink);
+    assert!(read.is_ok(), "not closed within 5s: {read:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
 }
