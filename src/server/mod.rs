@@ -50,8 +50,6 @@ pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
 /// A registry built from its configuration, ready to serve.
 pub struct Registry {
     router: Router,
-    /// The online collector, stopped when the registry is dropped.
-    gc: Option<tokio::task::JoinHandle<()>>,
     /// The certificate reloader, stopped when the registry is dropped.
     tls_reloader: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Tls>,
@@ -72,9 +70,8 @@ struct Summary {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        if let Some(gc) = &self.gc {
-            gc.abort();
-        }
+        // The online collector is the reloader's to start and stop.
+        self.reloader.stop_collector();
         if let Some(r) = &self.tls_reloader {
             r.abort();
         }
@@ -143,13 +140,12 @@ impl Registry {
                 readonly: state.readonly.clone(),
                 responses: state.responses.clone(),
                 auth: auth.clone(),
-                gc_running: gc.is_some(),
+                collector: gc,
             },
         );
         Ok(Registry {
             limits: state.limits.clone(),
             router: app(state, auth),
-            gc,
             tls_reloader,
             tls,
             http2: !config.http.http2.disabled,

@@ -4,7 +4,8 @@
 //!
 //! What a request reads afresh is swapped whole ([`crate::api::Live`]):
 //! `http.headers`, `[cors]`, the per-request `[limits]`, read-only mode and
-//! the `[access]` rules. Requests already running keep what they started
+//! the `[access]` rules; the online collector is stopped in read-only mode
+//! and restarted with new `[gc]` settings (retention, interval). Requests already running keep what they started
 //! with (a pull streaming a blob goes on). Everything else that differs
 //! from what the server started with is logged, key by key, as needing a
 //! restart, and not applied. A configuration that cannot be applied (a
@@ -37,8 +38,9 @@ struct Inner {
     readonly: Arc<AtomicBool>,
     responses: Arc<Live<ResponsePolicy>>,
     auth: Option<Arc<Auth>>,
-    /// Whether the online collector runs (it does not in read-only mode).
-    gc_running: bool,
+    /// The online collector, when it runs (with `gc.enabled`, not in
+    /// read-only mode).
+    collector: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a reload did.
@@ -84,7 +86,7 @@ pub(super) struct Parts {
     pub readonly: Arc<AtomicBool>,
     pub responses: Arc<Live<ResponsePolicy>>,
     pub auth: Option<Arc<Auth>>,
-    pub gc_running: bool,
+    pub collector: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Reloader {
@@ -98,9 +100,14 @@ impl Reloader {
                 readonly: parts.readonly,
                 responses: parts.responses,
                 auth: parts.auth,
-                gc_running: parts.gc_running,
+                collector: Mutex::new(parts.collector),
             }),
         }
+    }
+
+    /// Stops the online collector, for good unless a reload starts it again.
+    pub(super) fn stop_collector(&self) {
+        self.inner.stop_collector();
     }
 
     /// Applies what can change at run time from `new` (loaded and validated
@@ -114,6 +121,12 @@ impl Reloader {
         };
         // Everything that can fail is built before anything is applied.
         let responses = ResponsePolicy::from_config(&new)?;
+        // The collector's settings that reload; whether it is on at all and
+        // its grace period (which the store's read refreshes follow) stay.
+        let mut gc = new.gc.clone();
+        gc.enabled = inner.started.gc.enabled;
+        gc.grace_period = inner.started.gc.grace_period;
+        crate::gc::online_options(&gc).map_err(|e| format!("gc.retention: {e}"))?;
 
         let mut report = Reloaded::default();
         let (old, started) = (&*current, &inner.started);
@@ -144,7 +157,11 @@ impl Reloader {
                 "access.lockout",
                 differs(&new.access.lockout, &started.access.lockout),
             ),
-            ("gc", differs(&new.gc, &started.gc)),
+            ("gc.enabled", new.gc.enabled != started.gc.enabled),
+            (
+                "gc.grace_period",
+                new.gc.grace_period != started.gc.grace_period,
+            ),
             (
                 "limits.max_connections",
                 new.limits.max_connections != started.limits.max_connections,
@@ -176,18 +193,25 @@ impl Reloader {
         if readonly != old.storage.maintenance.readonly.enabled {
             inner.readonly.store(readonly, Ordering::Relaxed);
             applied("storage.maintenance.readonly.enabled");
-            if readonly && inner.gc_running {
-                tracing::warn!(
-                    "read-only mode switched on: the online collector keeps running until a \
-                     restart (gc.enabled)"
-                );
-            } else if !readonly && new.gc.enabled && !inner.gc_running {
-                tracing::warn!(
-                    "read-only mode switched off: the online collector starts only at a restart \
-                     (gc.enabled)"
-                );
+        }
+
+        let (g, o) = (&gc, &old.gc);
+        let mut gc_changed = false;
+        for (key, changed) in [
+            ("gc.interval", g.interval != o.interval),
+            ("gc.delete_untagged", g.delete_untagged != o.delete_untagged),
+            (
+                "gc.purge_uploads_older_than",
+                g.purge_uploads_older_than != o.purge_uploads_older_than,
+            ),
+            ("gc.retention", differs(&g.retention, &o.retention)),
+        ] {
+            if changed && started.gc.enabled {
+                applied(key);
+                gc_changed = true;
             }
         }
+        inner.run_collector(started.gc.enabled && !readonly, gc_changed, &gc);
 
         // The connection limit is the size of the accept loop's semaphore:
         // it stays as started. Every other limit is read per request (the
@@ -246,6 +270,42 @@ impl Reloader {
 }
 
 impl Inner {
+    /// Starts, stops or restarts the online collector so that it runs with
+    /// `gc` exactly when `run` says. Stopping it lets a run in progress (on
+    /// the blocking pool) finish; a (re)started one first runs one
+    /// `gc.interval` later.
+    fn run_collector(&self, run: bool, changed: bool, gc: &crate::config::Gc) {
+        let mut collector = match self.collector.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(old) = collector.take_if(|_| !run || changed) {
+            old.abort();
+            if !run {
+                tracing::info!(
+                    "read-only mode: the online collector stops (a run in progress finishes)"
+                );
+            }
+        }
+        if run && collector.is_none() {
+            match crate::gc::spawn_online(self.store.clone(), gc) {
+                Ok(task) => *collector = Some(task),
+                Err(e) => tracing::error!("the online collector cannot start: gc.retention: {e}"),
+            }
+        }
+    }
+
+    /// Stops the online collector (the registry is dropped).
+    fn stop_collector(&self) {
+        let mut collector = match self.collector.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(task) = collector.take() {
+            task.abort();
+        }
+    }
+
     /// The settings of other parts (notifications, the debug listener) that
     /// a reload applies or reports as needing a restart: compare `old` (last
     /// applied) and `new`, apply what can change, and add the keys to

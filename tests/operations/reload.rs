@@ -384,3 +384,58 @@ fn a_reloaded_header_timeout_applies_to_new_connections() {
         start.elapsed()
     );
 }
+
+const GC: &str = "[gc]\nenabled = true\ninterval = \"300ms\"\ngrace_period = \"1s\"\n";
+
+fn collections(r: &Reloadable) -> usize {
+    r.logs().matches("garbage collection: reclaimed").count()
+}
+
+#[test]
+fn a_reload_stops_the_collector_in_read_only_mode_and_applies_new_retention_rules() {
+    let r = Reloadable::start(GC);
+    for (i, tag) in ["v1", "v2", "v3"].iter().enumerate() {
+        r.api.push_oci_image("keep/app", tag, 20 + i as u64);
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || collections(&r) >= 2),
+        "{}",
+        r.logs()
+    );
+
+    // Read-only: no more runs (one in progress may still finish).
+    let line = r.reload(&format!("{GC}\n{READONLY_ON}"));
+    assert!(
+        line.contains("storage.maintenance.readonly.enabled"),
+        "{line}"
+    );
+    assert!(
+        r.logs().contains("the online collector stops"),
+        "{}",
+        r.logs()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped_at = collections(&r);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(collections(&r), stopped_at, "{}", r.logs());
+    let tags = r.api.get("/v2/keep/app/tags/list").expect(200).json();
+    assert_eq!(tags["tags"].as_array().map(Vec::len), Some(3), "{tags}");
+
+    // Writable again with a retention rule: the collector runs it.
+    let retention = format!("{GC}\n[[gc.retention]]\nrepositories = \"keep/**\"\nkeep_last = 1\n");
+    let line = r.reload(&retention);
+    assert!(line.contains("gc.retention"), "{line}");
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            let tags = r.api.get("/v2/keep/app/tags/list").json();
+            tags["tags"].as_array().map(Vec::len) == Some(1)
+        }),
+        "{}",
+        r.logs()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || collections(&r) > stopped_at),
+        "{}",
+        r.logs()
+    );
+}
