@@ -61,7 +61,8 @@ fn main() -> ExitCode {
             config_pos,
             log_format,
         } => {
-            let config = match cmd::load_config(config.or(config_pos)) {
+            let path = config.or(config_pos);
+            let config = match cmd::load_config(path.clone()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
                 Some(Format::Text) => LogFormat::Text,
                 None => config.log.formatter,
             };
-            cmd::serve::run(config, format)
+            cmd::serve::run(config, format, path)
         }
         Command::GarbageCollect(args) => cmd::gc::run(args),
         Command::Healthcheck(args) => cmd::healthcheck::run(args),

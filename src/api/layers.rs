@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::forwarded::{client_info, ClientInfo, ProxyPolicy};
 use super::request::parse_request;
+use super::Live;
 
 /// What the outer layers add to responses: `http.headers` and `[cors]`.
 #[derive(Debug, Default)]
@@ -81,9 +82,12 @@ impl ResponsePolicy {
 /// auth layer inside), `Connection: close`, the route parser; so a 401 from
 /// an inner layer is logged and carries the version, configured and CORS
 /// headers too.
+///
+/// `policy` is read once per request by each of the layers that use it, so
+/// a reload that replaces it applies from the next request on.
 pub fn outer_layers(
     routes: Router,
-    policy: Arc<ResponsePolicy>,
+    policy: Arc<Live<ResponsePolicy>>,
     proxy: Arc<ProxyPolicy>,
 ) -> Router {
     routes
@@ -102,10 +106,11 @@ pub fn outer_layers(
 
 /// `http.headers` on every response.
 async fn configured_headers(
-    State(policy): State<Arc<ResponsePolicy>>,
+    State(policy): State<Arc<Live<ResponsePolicy>>>,
     req: Request,
     next: Next,
 ) -> Response {
+    let policy = policy.get();
     let mut resp = next.run(req).await;
     for (name, value) in &policy.headers {
         resp.headers_mut().append(name.clone(), value.clone());
@@ -117,7 +122,12 @@ async fn configured_headers(
 /// `Access-Control-Request-Method`) is answered here, without credentials;
 /// every other response gets `Access-Control-Allow-Origin` and the exposed
 /// headers. Requests from other origins pass untouched.
-async fn cors(State(policy): State<Arc<ResponsePolicy>>, req: Request, next: Next) -> Response {
+async fn cors(
+    State(policy): State<Arc<Live<ResponsePolicy>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let policy = policy.get();
     let Some(cors) = &policy.cors else {
         return next.run(req).await;
     };

@@ -100,7 +100,7 @@ pub async fn referrers(
     let query = ReferrersQuery {
         after,
         artifact_type: filter.map(str::to_string),
-        max_count: state.limits.max_referrers_page,
+        max_count: state.limits.get().max_referrers_page,
         ..ReferrersQuery::first()
     };
     let page = state.store.referrers(repo, subject, &query).await?;

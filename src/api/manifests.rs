@@ -76,7 +76,7 @@ pub async fn put(
     if let Reference::Tag(t) = reference {
         tags.insert(0, t.clone());
     }
-    let max_tags = state.limits.max_tags_per_put;
+    let max_tags = state.limits.get().max_tags_per_put;
     if tags.len() > max_tags {
         tracing::info!(
             tags = tags.len(),

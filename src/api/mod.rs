@@ -20,7 +20,7 @@ mod uploads;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -45,15 +45,48 @@ use crate::storage::{ByteStream, Store};
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub delete_enabled: bool,
-    /// `[limits]`: what one request may make the handlers spend.
-    pub limits: Arc<Limits>,
+    /// `[limits]`: what one request may make the handlers spend (swapped
+    /// by a reload; a request reads them once, see [`Live::get`]).
+    pub limits: Arc<Live<Limits>>,
     /// `storage.maintenance.readonly.enabled`: every write answers 405
     /// UNSUPPORTED. Shared, so a reload can flip it while pulls go on.
     pub readonly: Arc<AtomicBool>,
-    /// `http.headers` and `[cors]`, applied by [`outer_layers`].
-    pub responses: Arc<ResponsePolicy>,
+    /// `http.headers` and `[cors]`, applied by [`outer_layers`] (swapped
+    /// by a reload).
+    pub responses: Arc<Live<ResponsePolicy>>,
     /// `http.trusted_proxies`, `http.host`, `http.prefix`, `http.relativeurls`.
     pub proxy: Arc<ProxyPolicy>,
+}
+
+/// A setting that a configuration reload replaces whole while requests go
+/// on: a reader takes the current value (an `Arc` clone under a read lock
+/// held for no longer than that) and keeps it for the rest of its request,
+/// so a request never sees half of an old and half of a new setting.
+#[derive(Debug, Default)]
+pub struct Live<T>(RwLock<Arc<T>>);
+
+impl<T> Live<T> {
+    pub fn new(value: T) -> Live<T> {
+        Live(RwLock::new(Arc::new(value)))
+    }
+
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        // A writer only swaps an Arc: a poisoned lock still holds a whole value.
+        match self.0.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the value; requests that took the old one keep it.
+    pub fn set(&self, value: T) {
+        let value = Arc::new(value);
+        match self.0.write() {
+            Ok(mut v) => *v = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
 }
 
 /// The message of every write refused in read-only mode.
@@ -93,7 +126,7 @@ async fn dispatch(
     };
     // A body that stalls for `body_idle_timeout` fails its reader, so the
     // handler returns (releasing an upload's lock) and answers 408.
-    let body = Body::new(IdleBody::new(body, state.limits.body_idle_timeout));
+    let body = Body::new(IdleBody::new(body, state.limits.get().body_idle_timeout));
     if state.readonly.load(Ordering::Relaxed)
         && matches!(
             method,

@@ -176,14 +176,12 @@ pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next
         tracing::error!("the auth layer found no parsed route: refusing the request");
         return ApiError::internal().into_response();
     };
+    // One policy for the whole request, even if a reload replaces it meanwhile.
+    let policy = auth.policy.get();
     match classify(req.method(), &parsed.route) {
         Scope::Login if user.is_none() => return auth.unauthorized(),
-        Scope::Catalog if user.is_none() && !auth.policy.has_anonymous() => {
-            return auth.unauthorized()
-        }
-        Scope::Repo { repo, action }
-            if !auth.policy.allows(user.as_deref(), action, repo.as_str()) =>
-        {
+        Scope::Catalog if user.is_none() && !policy.has_anonymous() => return auth.unauthorized(),
+        Scope::Repo { repo, action } if !policy.allows(user.as_deref(), action, repo.as_str()) => {
             return match user {
                 None => auth.unauthorized(),
                 Some(_) => denied(action, repo),
@@ -191,9 +189,9 @@ pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next
         }
         _ => {}
     }
-    let (a, u) = (auth.clone(), user.clone());
+    let u = user.clone();
     req.extensions_mut().insert(PullAccess::new(move |repo| {
-        a.policy.allows(u.as_deref(), Action::Pull, repo)
+        policy.allows(u.as_deref(), Action::Pull, repo)
     }));
     if let Some(u) = user {
         req.extensions_mut().insert(AuthenticatedUser(u));

@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use axum::http::HeaderValue;
 
+use crate::api::Live;
+
 pub use crate::config::{AccessConfig, Action, AuthConfig, HtpasswdConfig, InitialUser, Lockout};
 pub use basic::basic_credentials;
 pub use layer::{require, AuthenticatedUser};
@@ -35,7 +37,8 @@ pub const DEFAULT_COST: u32 = 10;
 pub struct Auth {
     challenge: HeaderValue,
     verifier: Arc<Verifier>,
-    policy: Policy,
+    /// `[access]` rules and groups, replaced by a configuration reload.
+    policy: Live<Policy>,
     limiter: FailureLimiter,
 }
 
@@ -62,9 +65,16 @@ impl Auth {
         Ok(Some(Arc::new(Auth {
             challenge,
             verifier,
-            policy: Policy::new(access),
+            policy: Live::new(Policy::new(access)),
             limiter: FailureLimiter::new(access.lockout.clone()),
         })))
+    }
+
+    /// Applies new `[access]` rules and groups (`anonymous_pull`, `groups`,
+    /// `rules`) from the next request on. The lockout settings and the
+    /// failures counted so far stay (see `server::reload`).
+    pub fn set_access(&self, access: &AccessConfig) {
+        self.policy.set(Policy::new(access));
     }
 
     /// Starts watching the htpasswd file (needs a Tokio runtime).

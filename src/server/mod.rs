@@ -24,8 +24,11 @@ use crate::storage::FsStore;
 use conn::connection;
 use tls::Tls;
 
+pub use reload::{Reloaded, Reloader};
+
 mod conn;
 mod debug;
+mod reload;
 mod tls;
 
 /// How long in-flight requests may run after the shutdown signal (container
@@ -48,16 +51,17 @@ pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
 /// A registry built from its configuration, ready to serve.
 pub struct Registry {
     router: Router,
-    /// The online collector, stopped when the registry is dropped.
-    gc: Option<tokio::task::JoinHandle<()>>,
     /// The certificate reloader, stopped when the registry is dropped.
     tls_reloader: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Tls>,
     http2: bool,
     summary: Summary,
-    limits: Limits,
     /// The debug listener (`http.debug.addr`), started by [`Registry::serve`].
     debug: Option<debug::Debug>,
+    /// `[limits]` as a reload leaves them (a connection reads its timeouts
+    /// when it opens); `max_connections` stays as started.
+    limits: Arc<api::Live<Limits>>,
+    reloader: Reloader,
 }
 
 /// What the start-up log line says.
@@ -69,9 +73,8 @@ struct Summary {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        if let Some(gc) = &self.gc {
-            gc.abort();
-        }
+        // The online collector is the reloader's to start and stop.
+        self.reloader.stop_collector();
         if let Some(r) = &self.tls_reloader {
             r.abort();
         }
@@ -141,27 +144,44 @@ impl Registry {
             auth: auth.is_some(),
         };
         let state = AppState {
-            store,
+            store: store.clone(),
             delete_enabled: config.storage.delete.enabled,
-            limits: Arc::new(config.limits.clone()),
+            limits: Arc::new(api::Live::new(config.limits.clone())),
             readonly: readonly_flag,
-            responses: Arc::new(
+            responses: Arc::new(api::Live::new(
                 api::ResponsePolicy::from_config(config).map_err(anyhow::Error::msg)?,
-            ),
+            )),
             proxy: Arc::new(
                 api::ProxyPolicy::from_config(&config.http).map_err(anyhow::Error::msg)?,
             ),
         };
+        let reloader = Reloader::new(
+            config,
+            reload::Parts {
+                store,
+                limits: state.limits.clone(),
+                readonly: state.readonly.clone(),
+                responses: state.responses.clone(),
+                auth: auth.clone(),
+                collector: gc,
+            },
+        );
         Ok(Registry {
+            limits: state.limits.clone(),
             router: app(state, auth),
-            gc,
             tls_reloader,
             tls,
             http2: !config.http.http2.disabled,
             summary,
-            limits: config.limits.clone(),
             debug,
+            reloader,
         })
+    }
+
+    /// The handle that applies a new configuration while this registry
+    /// serves (see [`Reloader::reload`]).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The application, for serving it some other way (`oneshot` in tests).
@@ -187,7 +207,7 @@ impl Registry {
     ) -> anyhow::Result<()> {
         let local = listener.local_addr()?;
         let debug = match self.debug.take() {
-            Some(d) => Some(d.start(&self.limits).await?),
+            Some(d) => Some(d.start(&self.limits.get()).await?),
             None => None,
         };
         let s = &self.summary;
@@ -198,16 +218,12 @@ impl Registry {
             tls = self.tls.is_some(),
             "listening on {local}"
         );
-        let limits = Arc::new(self.limits.clone());
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let max_connections = self.limits.get().max_connections;
+        let slots = Arc::new(Semaphore::new(max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         if !self.http2 {
             builder = builder.http1_only();
         }
-        let acceptor = self
-            .tls
-            .as_ref()
-            .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
         // The header and idle timeouts are the watchdog's (see `connection`):
         // hyper's own header timeout also runs while a kept-alive connection
         // waits for its next request, which would make idle = header timeout.
@@ -225,7 +241,7 @@ impl Registry {
                 Err(_) => {
                     if !full_logged {
                         tracing::warn!(
-                            max_connections = limits.max_connections,
+                            max_connections,
                             "connection limit reached: new connections wait until one closes \
                              (limits.max_connections)"
                         );
@@ -240,7 +256,7 @@ impl Registry {
                     }
                 }
             };
-            if slots.available_permits() > limits.max_connections / 2 {
+            if slots.available_permits() > max_connections / 2 {
                 full_logged = false;
             }
             let (stream, peer) = tokio::select! {
@@ -257,8 +273,8 @@ impl Registry {
             };
             let (builder, watcher, router) =
                 (builder.clone(), graceful.watcher(), self.router.clone());
-            let limits = limits.clone();
-            match &acceptor {
+            let limits = self.limits.get();
+            match self.tls.as_ref().map(Tls::acceptor) {
                 None => {
                     tokio::spawn(connection(
                         builder, watcher, router, limits, stream, peer, permit,

@@ -11,3 +11,4 @@ mod health;
 mod metrics;
 mod proxy;
 mod readonly;
+mod reload;

@@ -184,6 +184,15 @@ impl Registry {
         assert!(ok, "kill -TERM failed");
     }
 
+    /// Sends SIGHUP (re-read the configuration).
+    pub fn hangup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -HUP failed");
+    }
+
     /// Waits up to `limit` for the server to exit; its status if it did.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;

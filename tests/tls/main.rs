@@ -22,7 +22,8 @@ struct Pki {
 
 impl Pki {
     /// A CA (`ca`), a second CA (`other-ca`), server pairs `one` and `two`
-    /// (subjects `berth-one`, `berth-two`) and client pairs `client` (from
+    /// (subjects `berth-one`, `berth-two`, for 127.0.0.1, localhost and
+    /// 0.0.0.0, the address docker verifies: see `docker_pushes_and_pulls_*`) and client pairs `client` (from
     /// `ca`) and `stranger` (from `other-ca`). None when openssl is missing.
     fn new() -> Option<Pki> {
         if !have("openssl") {
@@ -99,7 +100,7 @@ impl Pki {
         std::fs::write(
             self.path(&format!("{name}.ext")),
             format!(
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n\
+                "subjectAltName=IP:127.0.0.1,IP:0.0.0.0,DNS:localhost\nextendedKeyUsage={usage}\n\
                  basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
             ),
         )
@@ -267,6 +268,45 @@ fn client_certificates_from_clientcas_are_accepted_and_others_fail_the_handshake
         None,
         "a client certificate from another CA"
     );
+}
+
+#[test]
+fn renewed_client_cas_are_used_without_a_restart_and_broken_ones_are_refused() {
+    let Some(pki) = Pki::new() else { return };
+    // The client CA file first holds the other CA: only `stranger` gets in.
+    std::fs::copy(pki.path("other-ca.pem"), pki.path("clientcas.pem")).unwrap();
+    let cas = pki.s("clientcas.pem");
+    let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_CLIENTCAS", &cas)]);
+    let ca = pki.s("ca.pem");
+    let client = |name: &str| {
+        let (cert, key) = (pki.s(&format!("{name}.pem")), pki.s(&format!("{name}.key")));
+        curl(&reg, &ca, &["--cert", &cert, "--key", &key])
+    };
+    assert_eq!(client("stranger").as_deref(), Some("2 200"));
+    assert_eq!(client("client"), None);
+
+    // A file that holds no certificate: refused, logged, the old CAs stay.
+    std::fs::write(pki.path("clientcas.pem"), "not a certificate\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || reg
+            .logs()
+            .contains("client CAs not reloaded")),
+        "{}",
+        reg.logs()
+    );
+    assert_eq!(client("stranger").as_deref(), Some("2 200"));
+
+    // The renewed CA file: new connections are checked against it.
+    std::fs::copy(pki.path("ca.pem"), pki.path("clientcas.pem")).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || client("client").as_deref()
+            == Some("2 200")),
+        "{}",
+        reg.logs()
+    );
+    assert!(reg.logs().contains("TLS client CAs reloaded"));
+    assert_eq!(client("stranger"), None);
+    assert_eq!(curl(&reg, &ca, &[]), None, "no client certificate");
 }
 
 #[test]
@@ -481,4 +521,169 @@ fn healthcheck_speaks_tls_when_the_configuration_has_it() {
         "{}",
         out.all()
     );
+}
+
+/// `/etc/docker/certs.d/<host>/`, where the Docker daemon looks for the CA
+/// (`ca.crt`) and client pair (`client.cert`, `client.key`) of a registry;
+/// removed when dropped, whatever happened.
+struct CertsD(PathBuf);
+
+impl CertsD {
+    /// None when the directory cannot be made (not root): the test skips.
+    fn new(host: &str) -> Option<CertsD> {
+        let dir = PathBuf::from("/etc/docker/certs.d").join(host);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(CertsD(dir)),
+            Err(e) => {
+                eprintln!("skipping: cannot create {}: {e}", dir.display());
+                None
+            }
+        }
+    }
+
+    fn add(&self, from: PathBuf, name: &str) {
+        std::fs::copy(from, self.0.join(name)).unwrap();
+    }
+}
+
+impl Drop for CertsD {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn docker(d: &support::dockerd::Dockerd, args: &[&str]) -> support::Out {
+    run(&mut d.cmd("docker", args), Duration::from_secs(120))
+}
+
+fn docker_ok(d: &support::dockerd::Dockerd, args: &[&str]) -> support::Out {
+    let out = docker(d, args);
+    assert!(out.ok(), "docker {args:?}: {}", out.all());
+    out
+}
+
+/// A one-file image in the daemon, named `name`.
+fn import_image(d: &support::dockerd::Dockerd, name: &str) {
+    let rootfs = support::tar(&[support::Entry::File(
+        "hello.txt",
+        b"hello over TLS\n",
+        0o644,
+    )]);
+    let out = support::run_input(
+        &mut d.cmd("docker", &["import", "-", name]),
+        Some(rootfs),
+        Duration::from_secs(120),
+    );
+    assert!(out.ok(), "docker import: {}", out.all());
+}
+
+/// Docker treats 127.0.0.0/8 (and names that resolve there, `localhost`)
+/// as an insecure registry: it then skips certificate verification and
+/// never reads certs.d. `0.0.0.0:PORT` reaches the server listening on
+/// 127.0.0.1 (Linux connects to the loopback for the unspecified address)
+/// but is outside 127.0.0.0/8, so the daemon verifies the server against
+/// `/etc/docker/certs.d/0.0.0.0:PORT/ca.crt` as it would a remote registry.
+fn docker_host(reg: &Registry) -> String {
+    format!("0.0.0.0:{}", reg.port)
+}
+
+/// The daemon is not told any insecure registry but its default.
+fn assert_no_insecure_registries(d: &support::dockerd::Dockerd) {
+    let out = docker_ok(
+        d,
+        &[
+            "info",
+            "--format",
+            "{{json .RegistryConfig.InsecureRegistryCIDRs}}",
+        ],
+    );
+    assert_eq!(out.stdout.trim(), r#"["127.0.0.0/8"]"#, "{}", out.all());
+}
+
+/// Pushes, forgets and pulls `image` back, the same image id.
+fn push_and_pull(d: &support::dockerd::Dockerd, image: &str) {
+    docker_ok(d, &["push", image]);
+    let id = docker_ok(d, &["image", "inspect", "--format", "{{.Id}}", image]);
+    docker_ok(d, &["rmi", image]);
+    docker_ok(d, &["pull", image]);
+    let again = docker_ok(d, &["image", "inspect", "--format", "{{.Id}}", image]);
+    assert_eq!(id.stdout.trim(), again.stdout.trim());
+}
+
+#[test]
+fn docker_pushes_and_pulls_over_tls_trusting_a_ca_from_certs_d() {
+    let Some(pki) = Pki::new() else { return };
+    if !have("docker") || !have("dockerd") {
+        return;
+    }
+    let (reg, _tmp) = start_tls(&pki, "one", &[]);
+    let Some(certs) = CertsD::new(&docker_host(&reg)) else {
+        return;
+    };
+    let d = support::dockerd::Dockerd::start("berth-tls-dockerd.");
+    assert_no_insecure_registries(&d);
+    let image = format!("{}/tls/app:v1", docker_host(&reg));
+    import_image(&d, &image);
+
+    // Without the CA the daemon refuses the server's certificate (and the
+    // server speaks only TLS: there is no plain-HTTP fallback to succeed).
+    let out = docker(&d, &["push", &image]);
+    assert!(!out.ok(), "pushed without trusting the CA: {}", out.all());
+    assert!(
+        out.all()
+            .contains("x509: certificate signed by unknown authority"),
+        "{}",
+        out.all()
+    );
+
+    certs.add(pki.path("ca.pem"), "ca.crt");
+    push_and_pull(&d, &image);
+    // Berth served it: the pushed repository is in its catalog, over HTTPS.
+    let out = run(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", &pki.s("ca.pem")])
+            .arg(https(&reg, "/v2/_catalog")),
+        LIMIT,
+    );
+    assert!(out.stdout.contains("tls/app"), "{}", out.all());
+    let logs = reg.logs();
+    assert!(
+        logs.contains(r#"method=PUT path="/v2/tls/app/manifests/v1" status=201"#),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(r#"method=GET path="/v2/tls/app/blobs/sha256:"#),
+        "{logs}"
+    );
+}
+
+#[test]
+fn docker_pushes_and_pulls_over_mutual_tls_with_a_client_pair_from_certs_d() {
+    let Some(pki) = Pki::new() else { return };
+    if !have("docker") || !have("dockerd") {
+        return;
+    }
+    let cas = pki.s("ca.pem");
+    let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_TLS_CLIENTCAS", &cas)]);
+    let Some(certs) = CertsD::new(&docker_host(&reg)) else {
+        return;
+    };
+    certs.add(pki.path("ca.pem"), "ca.crt");
+    let d = support::dockerd::Dockerd::start("berth-mtls-dockerd.");
+    assert_no_insecure_registries(&d);
+    let image = format!("{}/mtls/app:v1", docker_host(&reg));
+    import_image(&d, &image);
+
+    // The server is trusted, but the daemon has no client certificate.
+    let out = docker(&d, &["push", &image]);
+    assert!(
+        !out.ok(),
+        "pushed without a client certificate: {}",
+        out.all()
+    );
+    assert!(out.all().contains("certificate required"), "{}", out.all());
+
+    certs.add(pki.path("client.pem"), "client.cert");
+    certs.add(pki.path("client.key"), "client.key");
+    push_and_pull(&d, &image);
 }
