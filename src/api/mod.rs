@@ -50,6 +50,8 @@ pub struct AppState {
     pub readonly: Arc<AtomicBool>,
     /// `http.headers` and `[cors]`, applied by [`outer_layers`].
     pub responses: Arc<ResponsePolicy>,
+    /// `[notifications]`: none when no endpoint is enabled.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// The message of every write refused in read-only mode.
@@ -72,6 +74,7 @@ async fn dispatch(
     State(state): State<AppState>,
     parsed: Option<Extension<Arc<ParsedRequest>>>,
     access: Option<Extension<PullAccess>>,
+    request: Option<Extension<Arc<crate::notify::RequestContext>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -101,30 +104,32 @@ async fn dispatch(
     }
     let (s, q, h) = (&state, &parsed.query, &headers);
     let access = access.map(|Extension(a)| a);
+    let request = request.map(|Extension(r)| r);
+    let ev = &crate::notify::Hook::new(state.notifier.as_deref(), request.as_deref());
     let result = match (method, route) {
         (Method::GET | Method::HEAD, Route::Base) => Ok(json_response(StatusCode::OK, "{}")),
         (Method::GET, Route::Catalog) => lists::catalog(s, q, access.as_ref()).await,
         (Method::GET, Route::Tags(n)) => lists::tags(s, n, q).await,
         (Method::GET, Route::Referrers(n, d)) => lists::referrers(s, n, d, q).await,
         (m @ (Method::GET | Method::HEAD), Route::Manifest(n, r)) => {
-            manifests::get(s, n, r, h, m == Method::HEAD).await
+            manifests::get(s, ev, n, r, h, m == Method::HEAD).await
         }
-        (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, n, r, q, h, body).await,
-        (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, n, r).await,
+        (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, ev, n, r, q, h, body).await,
+        (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, ev, n, r).await,
         (Method::PUT, Route::ManifestBadTag(_, why)) => Err(ApiError::tag_invalid(why.clone())),
         (Method::GET | Method::HEAD | Method::DELETE, Route::ManifestBadTag(..)) => {
             Err(ErrorCode::ManifestUnknown.into())
         }
         (m @ (Method::GET | Method::HEAD), Route::Blob(n, d)) => {
-            blobs::get(s, n, d, h, m == Method::HEAD).await
+            blobs::get(s, ev, n, d, h, m == Method::HEAD).await
         }
-        (Method::DELETE, Route::Blob(n, d)) => blobs::delete(s, n, d).await,
+        (Method::DELETE, Route::Blob(n, d)) => blobs::delete(s, ev, n, d).await,
         (Method::POST, Route::UploadStart(n)) => {
-            uploads::start(s, n, q, access.as_ref(), body).await
+            uploads::start(s, ev, n, q, access.as_ref(), body).await
         }
         (Method::GET, Route::Upload(n, id)) => uploads::status(s, n, id).await,
         (Method::PATCH, Route::Upload(n, id)) => uploads::patch(s, n, id, h, body).await,
-        (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, n, id, q, h, body).await,
+        (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, ev, n, id, q, h, body).await,
         (Method::DELETE, Route::Upload(n, id)) => uploads::cancel(s, n, id).await,
         (m, _) => Err(ApiError::unsupported(format!(
             "method {m} is not allowed on {}",

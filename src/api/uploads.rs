@@ -9,6 +9,7 @@ use super::{
     body_stream, body_timed_out, set_header, ApiError, ApiResult, AppState, PullAccess, Query,
     DIGEST_HEADER, UPLOAD_UUID_HEADER,
 };
+use crate::notify::{Action, Hook};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::storage::StoreError;
 
@@ -65,6 +66,7 @@ fn session(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response
 /// monolithic upload with `?digest=`, else a session.
 pub async fn start(
     state: &AppState,
+    ev: &Hook<'_>,
     repo: &RepoName,
     q: &Query,
     access: Option<&PullAccess>,
@@ -80,6 +82,7 @@ pub async fn start(
         .filter(|f| access.is_none_or(|a| a.allows(f.as_str())));
     if let (Some(digest), Some(from)) = (mount, from) {
         if state.store.blob_mount(repo, &from, &digest).await? {
+            emit_blob(state, ev, Action::Mount, repo, &digest, Some(&from)).await;
             return Ok(created(repo, &digest));
         }
     }
@@ -95,6 +98,7 @@ pub async fn start(
                 let _ = state.store.upload_cancel(repo, &id).await;
             }
             result.map_err(store_error)?;
+            emit_blob(state, ev, Action::Push, repo, &digest, None).await;
             Ok(created(repo, &digest))
         }
         None => Ok(session(StatusCode::ACCEPTED, repo, &id, 0)),
@@ -183,6 +187,7 @@ fn with_location(e: ApiError, repo: &RepoName, id: &str) -> ApiError {
 
 pub async fn finish(
     state: &AppState,
+    ev: &Hook<'_>,
     repo: &RepoName,
     id: &str,
     q: &Query,
@@ -217,7 +222,24 @@ pub async fn finish(
         let _ = state.store.upload_cancel(repo, id).await;
     }
     result.map_err(store_error)?;
+    emit_blob(state, ev, Action::Push, repo, &digest, None).await;
     Ok(created(repo, &digest))
+}
+
+/// A blob event, with the blob's size (one stat, only when notifications are on).
+async fn emit_blob(
+    state: &AppState,
+    ev: &Hook<'_>,
+    action: Action,
+    repo: &RepoName,
+    digest: &Digest,
+    from: Option<&RepoName>,
+) {
+    if ev.enabled() {
+        let size = state.store.blob_size(repo, digest).await.unwrap_or(0);
+        let from = from.map(RepoName::as_str);
+        ev.blob(action, repo.as_str(), &digest.to_string(), size, from);
+    }
 }
 
 pub async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {

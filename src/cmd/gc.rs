@@ -73,6 +73,10 @@ pub fn run(args: Args) -> ExitCode {
     };
     match berth::gc::collect(&store, &opts) {
         Ok(report) => {
+            // Delete events for the server to deliver when it next starts.
+            if let Err(e) = berth::notify::queue_offline(&config.notifications, root, &report) {
+                eprintln!("berth: cannot queue the notification events of this collection: {e}");
+            }
             if args.json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(s) => println!("{s}"),

@@ -36,12 +36,53 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// layer when `auth` is given, inside the API's outer layers (so a 401 is
 /// logged and carries the version header too).
 pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
+    app_with(state, auth, false)
+}
+
+/// [`app`], saying whether it is served over TLS (for the URLs in
+/// notification events).
+fn app_with(state: AppState, auth: Option<Arc<Auth>>, tls: bool) -> Router {
     let responses = state.responses.clone();
+    let notifying = state.notifier.is_some();
     let mut routes = api::handlers(state);
+    if notifying {
+        // Inside the auth layer, so it sees the authenticated user.
+        routes = routes.layer(middleware::from_fn_with_state(tls, notify_context));
+    }
     if let Some(auth) = auth {
         routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
     }
     api::outer_layers(routes, responses)
+}
+
+/// The client's address, as notification events report it (`request.addr`).
+fn client_addr(req: &axum::extract::Request) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// Adds what notification events say about the request (client address,
+/// host, user agent, authenticated user) for the handlers.
+async fn notify_context(
+    axum::extract::State(tls): axum::extract::State<bool>,
+    mut req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let user = req
+        .extensions()
+        .get::<crate::auth::AuthenticatedUser>()
+        .map(|u| u.0.clone());
+    let ctx = crate::notify::RequestContext::new(
+        req.method(),
+        req.headers(),
+        req.uri().authority().map(|a| a.as_str()),
+        client_addr(&req),
+        user.as_deref(),
+        tls,
+    );
+    req.extensions_mut().insert(Arc::new(ctx));
+    next.run(req).await
 }
 
 /// A registry built from its configuration, ready to serve.
@@ -52,6 +93,9 @@ pub struct Registry {
     /// The certificate reloader, stopped when the registry is dropped.
     tls_reloader: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Tls>,
+    /// `[notifications]`: its dispatcher and workers stop with it (what
+    /// they had queued stays on disk).
+    notifier: Option<Arc<crate::notify::Notifier>>,
     http2: bool,
     summary: Summary,
     limits: Limits,
@@ -104,8 +148,17 @@ impl Registry {
         if readonly && config.gc.enabled {
             tracing::warn!("read-only mode (storage.maintenance.readonly.enabled): the online collector does not run");
         }
+        let notifier = crate::notify::Notifier::start(
+            &config.notifications,
+            root,
+            crate::notify::source(config.listen_addr()?.port()),
+        )?;
         let gc = if config.gc.enabled && !readonly {
-            Some(crate::gc::spawn_online(store.clone(), &config.gc)?)
+            Some(crate::gc::spawn_online(
+                store.clone(),
+                &config.gc,
+                notifier.clone(),
+            )?)
         } else {
             None
         };
@@ -128,16 +181,24 @@ impl Registry {
             responses: Arc::new(
                 api::ResponsePolicy::from_config(config).map_err(anyhow::Error::msg)?,
             ),
+            notifier: notifier.clone(),
         };
         Ok(Registry {
-            router: app(state, auth),
+            router: app_with(state, auth, tls.is_some()),
             gc,
             tls_reloader,
             tls,
+            notifier,
             http2: !config.http.http2.disabled,
             summary,
             limits: config.limits.clone(),
         })
+    }
+
+    /// The notifier, when an endpoint is enabled (for a reload to
+    /// [`crate::notify::Notifier::reconfigure`]).
+    pub fn notifier(&self) -> Option<Arc<crate::notify::Notifier>> {
+        self.notifier.clone()
     }
 
     /// The application, for serving it some other way (`oneshot` in tests).

@@ -1,0 +1,428 @@
+//! Notifications in registry:2's format: events about pushes, pulls, mounts
+//! and deletes (tag deletes and garbage collection too) POSTed to the
+//! configured endpoints.
+//!
+//! A handler's [`Hook`] hands an [`Event`] to the [`Notifier`] without
+//! waiting: a bounded channel, and when it is full the event is dropped and
+//! counted, never the request slowed. A dispatcher task writes each event
+//! into the on-disk [`queue::Queue`] of every endpoint that does not ignore
+//! it (fsynced: a crash loses nothing queued); one worker per endpoint
+//! delivers its queue in order ([`deliver`]). Stopping the server flushes
+//! nothing: what is queued stays on disk for the next start.
+
+mod deliver;
+pub mod event;
+mod queue;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::http::{header, HeaderMap, Method};
+use tokio::sync::mpsc;
+
+pub use event::{Action, Actor, Event, RequestRecord, Source, Target, BLOB_MEDIA_TYPE, EVENTS_MEDIA_TYPE};
+
+use crate::config::{Endpoint, Notifications};
+use crate::oci::Manifest;
+use queue::Queue;
+
+/// Events waiting for the dispatcher; beyond this they are dropped.
+const HANDOFF: usize = 4096;
+
+/// One configured endpoint: its queue and its worker.
+struct Sink {
+    config: Endpoint,
+    queue: Arc<Queue>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.worker.abort();
+    }
+}
+
+/// The running notification system of a server.
+pub struct Notifier {
+    tx: mpsc::Sender<Event>,
+    sinks: Arc<RwLock<Vec<Sink>>>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    source: Source,
+    include_references: bool,
+    queues: std::path::PathBuf,
+    /// Events dropped because the hand-off channel was full.
+    handoff_dropped: AtomicU64,
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+    }
+}
+
+/// Where this instance says events come from: `source.addr` is
+/// `<hostname>:<port>` as in registry:2, `source.instanceID` a new UUID.
+pub fn source(port: u16) -> Source {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    Source {
+        addr: format!("{host}:{port}"),
+        instance_id: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+fn open_sinks(config: &Notifications, queues: &Path) -> anyhow::Result<Vec<Sink>> {
+    let mut sinks = Vec::new();
+    for e in config.enabled() {
+        let queue = Arc::new(Queue::open(queues, &e.name, e.queue_limit).map_err(|err| {
+            anyhow::anyhow!(
+                "notifications.endpoints {:?}: cannot open its queue under {}: {err}",
+                e.name,
+                queues.display()
+            )
+        })?);
+        let client = deliver::client(e)?;
+        if !queue.is_empty() {
+            tracing::info!(endpoint = e.name, queued = queue.len(), "notification queue: delivering what an earlier run queued");
+        }
+        let worker = tokio::spawn(deliver::run(queue.clone(), e.clone(), client));
+        sinks.push(Sink {
+            config: e.clone(),
+            queue,
+            worker,
+        });
+    }
+    Ok(sinks)
+}
+
+impl Notifier {
+    /// Starts the endpoints of `config` (needs a Tokio runtime), with their
+    /// queues under the data dir at `root`; `None` when no endpoint is enabled.
+    pub fn start(config: &Notifications, root: &Path, source: Source) -> anyhow::Result<Option<Arc<Notifier>>> {
+        if config.enabled().next().is_none() {
+            return Ok(None);
+        }
+        let queues = crate::storage::notification_queues(root);
+        let sinks = Arc::new(RwLock::new(open_sinks(config, &queues)?));
+        let (tx, rx) = mpsc::channel(HANDOFF);
+        let dispatcher = tokio::spawn(dispatch(rx, sinks.clone()));
+        for e in config.enabled() {
+            tracing::info!(endpoint = e.name, url = e.url, "notifications enabled");
+        }
+        Ok(Some(Arc::new(Notifier {
+            tx,
+            sinks,
+            dispatcher,
+            source,
+            include_references: config.events.includereferences,
+            queues,
+            handoff_dropped: AtomicU64::new(0),
+        })))
+    }
+
+    /// Replaces the endpoints (a configuration reload): endpoints whose
+    /// settings are unchanged keep running, the others are stopped and
+    /// started anew (what they had queued stays on disk and is delivered by
+    /// the new worker when the endpoint keeps its name).
+    /// `includereferences` stays as it was at start.
+    pub fn reconfigure(&self, config: &Notifications) -> anyhow::Result<()> {
+        let mut sinks = self.sinks.write().unwrap_or_else(|p| p.into_inner());
+        let mut kept = Vec::new();
+        let mut wanted = Notifications {
+            endpoints: Vec::new(),
+            events: config.events.clone(),
+        };
+        for e in config.enabled() {
+            match sinks.iter().position(|s| s.config == *e) {
+                Some(i) => kept.push(sinks.remove(i)),
+                None => wanted.endpoints.push(e.clone()),
+            }
+        }
+        sinks.clear();
+        kept.extend(open_sinks(&wanted, &self.queues)?);
+        *sinks = kept;
+        Ok(())
+    }
+
+    /// Hands `event` to the dispatcher without waiting.
+    pub fn emit(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            let n = self.handoff_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!("berth_notifications_dropped_total", "endpoint" => "", "reason" => "handoff")
+                .increment(1);
+            if n == 1 || n % 1000 == 0 {
+                tracing::warn!(dropped_total = n, "notification events dropped: the queues cannot keep up");
+            }
+        }
+    }
+
+    /// Events dropped since start because the hand-off was full.
+    pub fn handoff_dropped(&self) -> u64 {
+        self.handoff_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Emits a delete event for each tag, manifest and blob a garbage
+    /// collection removed (nothing for a dry run).
+    pub fn gc_report(&self, report: &crate::gc::Report) {
+        for e in gc_events(report, &self.source) {
+            self.emit(e);
+        }
+    }
+}
+
+/// The delete events of a collection's report (none for a dry run).
+pub fn gc_events(report: &crate::gc::Report, source: &Source) -> Vec<Event> {
+    let mut events = Vec::new();
+    if report.dry_run {
+        return events;
+    }
+    let mut ev = |target: Target| {
+        events.push(Event::new(
+            Action::Delete,
+            target,
+            RequestRecord::default(),
+            Actor::default(),
+            source.clone(),
+        ))
+    };
+    for r in &report.repositories {
+        for tag in &r.tags_deleted {
+            ev(Target {
+                repository: r.name.clone(),
+                tag: tag.clone(),
+                ..Target::default()
+            });
+        }
+        for d in &r.manifests_deleted {
+            ev(Target {
+                repository: r.name.clone(),
+                digest: d.to_string(),
+                ..Target::default()
+            });
+        }
+        for b in &r.blobs_deleted {
+            ev(Target {
+                repository: r.name.clone(),
+                digest: b.digest.to_string(),
+                size: b.size,
+                ..Target::default()
+            });
+        }
+    }
+    for b in &report.unlinked_blobs_deleted {
+        ev(Target {
+            digest: b.digest.to_string(),
+            size: b.size,
+            ..Target::default()
+        });
+    }
+    events
+}
+
+/// Writes the delete events of an offline collection straight into the
+/// queues of the enabled endpoints under `root`, for the server to deliver
+/// when it next starts (`berth garbage-collect` runs with no server).
+pub fn queue_offline(config: &Notifications, root: &Path, report: &crate::gc::Report) -> anyhow::Result<usize> {
+    if config.enabled().next().is_none() {
+        return Ok(0);
+    }
+    let queues = crate::storage::notification_queues(root);
+    let events = gc_events(report, &source(0));
+    let mut n = 0;
+    for e in config.enabled() {
+        let q = Queue::open(&queues, &e.name, e.queue_limit)?;
+        for ev in events.iter().filter(|ev| !e.ignores(&ev.action, &ev.target.media_type)) {
+            q.push(&serde_json::to_vec(ev)?)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+async fn dispatch(mut rx: mpsc::Receiver<Event>, sinks: Arc<RwLock<Vec<Sink>>>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let events: Vec<(Event, Vec<u8>)> = batch
+            .drain(..)
+            .filter_map(|e| serde_json::to_vec(&e).ok().map(|j| (e, j)))
+            .collect();
+        let targets: Vec<(Endpoint, Arc<Queue>)> = sinks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|s| (s.config.clone(), s.queue.clone()))
+            .collect();
+        let done = tokio::task::spawn_blocking(move || {
+            for (event, json) in &events {
+                for (e, q) in &targets {
+                    if e.ignores(&event.action, &event.target.media_type) {
+                        continue;
+                    }
+                    if let Err(err) = q.push(json) {
+                        metrics::counter!("berth_notifications_dropped_total",
+                            "endpoint" => e.name.clone(), "reason" => "write_error")
+                        .increment(1);
+                        tracing::error!(endpoint = e.name, "cannot queue a notification event: {err}");
+                    }
+                }
+            }
+        })
+        .await;
+        if done.is_err() {
+            return;
+        }
+    }
+}
+
+/// What events say about the request that caused them, made once per
+/// request by the server (with the authenticated user) for the handlers.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub request: RequestRecord,
+    pub actor: Actor,
+    /// `http(s)://<host>`: where `target.url` points.
+    pub base_url: String,
+}
+
+impl RequestContext {
+    /// From the request's method and headers, the client's address and the
+    /// authenticated user (if any).
+    pub fn new(method: &Method, headers: &HeaderMap, authority: Option<&str>, client: Option<SocketAddr>, user: Option<&str>, tls: bool) -> RequestContext {
+        let text = |h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let host = text(header::HOST)
+            .or_else(|| authority.map(str::to_string))
+            .unwrap_or_default();
+        RequestContext {
+            request: RequestRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                addr: client.map(|a| a.to_string()).unwrap_or_default(),
+                host: host.clone(),
+                method: method.as_str().to_string(),
+                useragent: text(header::USER_AGENT).unwrap_or_default(),
+            },
+            actor: Actor {
+                name: user.unwrap_or_default().to_string(),
+            },
+            base_url: if host.is_empty() {
+                String::new()
+            } else {
+                format!("{}://{host}", if tls { "https" } else { "http" })
+            },
+        }
+    }
+}
+
+/// What a handler emits through: one line per event, nothing when
+/// notifications are off.
+#[derive(Clone, Copy)]
+pub struct Hook<'a> {
+    notifier: Option<&'a Notifier>,
+    request: Option<&'a RequestContext>,
+}
+
+impl<'a> Hook<'a> {
+    pub fn new(notifier: Option<&'a Notifier>, request: Option<&'a RequestContext>) -> Hook<'a> {
+        Hook { notifier, request }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.notifier.is_some()
+    }
+
+    fn emit(&self, action: Action, target: Target) {
+        let Some(n) = self.notifier else { return };
+        let rc = self.request.cloned().unwrap_or_default();
+        n.emit(Event::new(action, target, rc.request, rc.actor, n.source.clone()));
+    }
+
+    fn url(&self, repo: &str, kind: &str, digest: &str) -> String {
+        match self.request {
+            Some(r) if !r.base_url.is_empty() => format!("{}/v2/{repo}/{kind}/{digest}", r.base_url),
+            _ => String::new(),
+        }
+    }
+
+    /// A manifest pushed or pulled (by `tag` when given); its references
+    /// when `notifications.events.includereferences` and it was parsed.
+    pub fn manifest(&self, action: Action, repo: &str, digest: &str, media_type: &str, size: u64, tag: Option<&str>, parsed: Option<&Manifest>) {
+        let Some(n) = self.notifier else { return };
+        let references = match parsed {
+            Some(m) if n.include_references => m
+                .config
+                .iter()
+                .chain(&m.layers)
+                .chain(&m.manifests)
+                .map(|d| event::Descriptor {
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    digest: d.digest.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.emit(
+            action,
+            Target {
+                media_type: media_type.to_string(),
+                size,
+                digest: digest.to_string(),
+                length: size,
+                repository: repo.to_string(),
+                url: self.url(repo, "manifests", digest),
+                tag: tag.unwrap_or_default().to_string(),
+                references,
+                ..Target::default()
+            },
+        );
+    }
+
+    /// A blob pushed, pulled or mounted (from `from`).
+    pub fn blob(&self, action: Action, repo: &str, digest: &str, size: u64, from: Option<&str>) {
+        if !self.enabled() {
+            return;
+        }
+        self.emit(
+            action,
+            Target {
+                media_type: BLOB_MEDIA_TYPE.to_string(),
+                size,
+                digest: digest.to_string(),
+                length: size,
+                repository: repo.to_string(),
+                from_repository: from.unwrap_or_default().to_string(),
+                url: self.url(repo, "blobs", digest),
+                ..Target::default()
+            },
+        );
+    }
+
+    /// A manifest or blob deleted by digest (as registry:2: digest and
+    /// repository only).
+    pub fn deleted(&self, repo: &str, digest: &str) {
+        self.emit(
+            Action::Delete,
+            Target {
+                digest: digest.to_string(),
+                repository: repo.to_string(),
+                ..Target::default()
+            },
+        );
+    }
+
+    /// A tag deleted (registry:2 reports none).
+    pub fn tag_deleted(&self, repo: &str, tag: &str) {
+        self.emit(
+            Action::Delete,
+            Target {
+                repository: repo.to_string(),
+                tag: tag.to_string(),
+                ..Target::default()
+            },
+        );
+    }
+}
