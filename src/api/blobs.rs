@@ -103,7 +103,12 @@ pub async fn get(
     Ok(resp)
 }
 
-pub async fn delete(state: &AppState, ev: &Hook<'_>, repo: &RepoName, digest: &Digest) -> ApiResult {
+pub async fn delete(
+    state: &AppState,
+    ev: &Hook<'_>,
+    repo: &RepoName,
+    digest: &Digest,
+) -> ApiResult {
     if !state.delete_enabled {
         return Err(ApiError::unsupported(
             "deletion is disabled (storage.delete.enabled)",

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{set_header, ApiError, ApiResult, AppState, Query, DIGEST_HEADER};
-use crate::notify::{Action, Hook};
+use crate::notify::{Action, Hook, ManifestRef};
 use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag, MAX_MANIFEST_BYTES};
 use crate::storage::{ManifestInfo, StoredManifest};
 
@@ -65,7 +65,13 @@ pub async fn get(
     }
     set_header(&mut resp, DIGEST_HEADER, info.digest.to_string());
     set_header(&mut resp, header::ETAG, etag);
-    ev.manifest(Action::Pull, repo.as_str(), &info.digest.to_string(), info.media_type.as_str(), info.size, tag_of(reference), None);
+    let pulled = ManifestRef {
+        digest: info.digest.to_string(),
+        media_type: info.media_type.as_str(),
+        size: info.size,
+        parsed: None,
+    };
+    ev.manifest(Action::Pull, repo.as_str(), tag_of(reference), &pulled);
     Ok(resp)
 }
 
@@ -164,13 +170,25 @@ pub async fn put(
 
 /// registry:2 emits one push event per tag named (the first, by reference,
 /// or from `?tag=`), or one without a tag for a push by digest alone.
-fn emit_push(ev: &Hook<'_>, repo: &RepoName, digest: &Digest, m: &Manifest, size: u64, tags: &[Tag]) {
-    let (d, mt) = (digest.to_string(), m.stored_media_type.as_str());
+fn emit_push(
+    ev: &Hook<'_>,
+    repo: &RepoName,
+    digest: &Digest,
+    m: &Manifest,
+    size: u64,
+    tags: &[Tag],
+) {
+    let pushed = ManifestRef {
+        digest: digest.to_string(),
+        media_type: m.stored_media_type.as_str(),
+        size,
+        parsed: Some(m),
+    };
     if tags.is_empty() {
-        ev.manifest(Action::Push, repo.as_str(), &d, mt, size, None, Some(m));
+        ev.manifest(Action::Push, repo.as_str(), None, &pushed);
     }
     for t in tags {
-        ev.manifest(Action::Push, repo.as_str(), &d, mt, size, Some(t.as_str()), Some(m));
+        ev.manifest(Action::Push, repo.as_str(), Some(t.as_str()), &pushed);
     }
 }
 

@@ -70,6 +70,7 @@ pub fn handlers(state: AppState) -> Router {
 }
 
 /// The routing table.
+#[allow(clippy::too_many_arguments)] // axum extractors, one per argument
 async fn dispatch(
     State(state): State<AppState>,
     parsed: Option<Extension<Arc<ParsedRequest>>>,

@@ -150,7 +150,12 @@ impl Notifications {
             if e.queue_limit == 0 {
                 return Err(bad("queue_limit", "must be at least 1".into()));
             }
-            if let Some(a) = e.ignore.actions.iter().find(|a| !ACTIONS.contains(&a.as_str())) {
+            if let Some(a) = e
+                .ignore
+                .actions
+                .iter()
+                .find(|a| !ACTIONS.contains(&a.as_str()))
+            {
                 return Err(bad(
                     "ignore.actions",
                     format!("{a:?} is not one of {}", ACTIONS.join(", ")),
@@ -195,12 +200,30 @@ mod tests {
     fn invalid_endpoints_are_refused_naming_the_key() {
         let cases = [
             ("url = \"http://a/\"", "notifications.endpoints[1].name"),
-            ("name = \"a\"\nurl = \"ftp://a/\"", "notifications.endpoints[1].url"),
-            ("name = \"a\"\nurl = \"http://a/\"\ntimeout = \"0s\"", "notifications.endpoints[1].timeout"),
-            ("name = \"a\"\nurl = \"http://a/\"\nbackoff = \"0s\"", "notifications.endpoints[1].backoff"),
-            ("name = \"a\"\nurl = \"http://a/\"\nqueue_limit = 0", "notifications.endpoints[1].queue_limit"),
-            ("name = \"a\"\nurl = \"http://a/\"\nignore = { actions = [\"x\"] }", "notifications.endpoints[1].ignore.actions"),
-            ("name = \"a\"\nurl = \"http://a/\"\nheaders = { \"a b\" = [\"x\"] }", "notifications.endpoints[1].headers"),
+            (
+                "name = \"a\"\nurl = \"ftp://a/\"",
+                "notifications.endpoints[1].url",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://a/\"\ntimeout = \"0s\"",
+                "notifications.endpoints[1].timeout",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://a/\"\nbackoff = \"0s\"",
+                "notifications.endpoints[1].backoff",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://a/\"\nqueue_limit = 0",
+                "notifications.endpoints[1].queue_limit",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://a/\"\nignore = { actions = [\"x\"] }",
+                "notifications.endpoints[1].ignore.actions",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://a/\"\nheaders = { \"a b\" = [\"x\"] }",
+                "notifications.endpoints[1].headers",
+            ),
         ];
         for (body, key) in cases {
             let e = load(&format!("[[notifications.endpoints]]\n{body}\n")).unwrap_err();

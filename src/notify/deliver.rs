@@ -15,7 +15,12 @@ use crate::config::Endpoint;
 
 /// The HTTP client of one endpoint: its timeout and headers, no redirects
 /// (a 3xx is a failed attempt, logged with its `Location`).
-pub fn client(e: &Endpoint) -> anyhow::Result<reqwest::Client> {
+pub struct Client {
+    http: reqwest::Client,
+    headers: HeaderMap,
+}
+
+pub fn client(e: &Endpoint) -> anyhow::Result<Client> {
     let mut headers = HeaderMap::new();
     for (name, values) in &e.headers {
         let name = HeaderName::try_from(name.as_str())?;
@@ -27,13 +32,13 @@ pub fn client(e: &Endpoint) -> anyhow::Result<reqwest::Client> {
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static(EVENTS_MEDIA_TYPE),
     );
-    Ok(reqwest::Client::builder()
+    let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(e.timeout)
         .connect_timeout(e.timeout)
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .default_headers(headers)
-        .build()?)
+        .build()?;
+    Ok(Client { http, headers })
 }
 
 /// The wait after `failures` failed attempts in a row.
@@ -49,17 +54,17 @@ pub fn delay(e: &Endpoint, failures: u32) -> Duration {
         .min(e.max_backoff())
 }
 
-async fn send(client: &reqwest::Client, url: &str, event: Vec<u8>) -> Result<(), String> {
+async fn send(client: &Client, url: &str, event: Vec<u8>) -> Result<(), String> {
     let mut body = Vec::with_capacity(event.len() + 13);
     body.extend_from_slice(b"{\"events\":[");
     body.extend_from_slice(&event);
     body.extend_from_slice(b"]}");
-    let resp = client
-        .post(url)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("{e}"))?;
+    let mut req = client.http.post(url).body(body);
+    // One by one: each value of a header is its own line, as configured.
+    for (name, value) in &client.headers {
+        req = req.header(name, value);
+    }
+    let resp = req.send().await.map_err(|e| format!("{e}"))?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());
@@ -74,7 +79,7 @@ async fn send(client: &reqwest::Client, url: &str, event: Vec<u8>) -> Result<(),
 }
 
 /// Runs until aborted.
-pub async fn run(queue: Arc<Queue>, endpoint: Endpoint, client: reqwest::Client) {
+pub async fn run(queue: Arc<Queue>, endpoint: Endpoint, client: Client) {
     let name = endpoint.name.clone();
     let mut failures: u32 = 0;
     loop {
@@ -119,7 +124,11 @@ pub async fn run(queue: Arc<Queue>, endpoint: Endpoint, client: reqwest::Client)
                         humantime::format_duration(wait)
                     );
                 } else {
-                    tracing::debug!(endpoint = name, failures, "cannot deliver a notification: {why}");
+                    tracing::debug!(
+                        endpoint = name,
+                        failures,
+                        "cannot deliver a notification: {why}"
+                    );
                 }
                 tokio::time::sleep(wait).await;
             }

@@ -46,7 +46,11 @@ pub struct Event {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Target {
-    #[serde(rename = "mediaType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub media_type: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
@@ -56,7 +60,11 @@ pub struct Target {
     pub length: u64,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub repository: String,
-    #[serde(rename = "fromRepository", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "fromRepository",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub from_repository: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
@@ -68,7 +76,11 @@ pub struct Target {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Descriptor {
-    #[serde(rename = "mediaType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub media_type: String,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub size: u64,
@@ -99,12 +111,22 @@ pub struct Actor {
 pub struct Source {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub addr: String,
-    #[serde(rename = "instanceID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "instanceID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub instance_id: String,
 }
 
 impl Event {
-    pub fn new(action: Action, target: Target, request: RequestRecord, actor: Actor, source: Source) -> Event {
+    pub fn new(
+        action: Action,
+        target: Target,
+        request: RequestRecord,
+        actor: Actor,
+        source: Source,
+    ) -> Event {
         Event {
             id: uuid::Uuid::new_v4().to_string(),
             timestamp: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),

@@ -22,7 +22,9 @@ use std::sync::{Arc, RwLock};
 use axum::http::{header, HeaderMap, Method};
 use tokio::sync::mpsc;
 
-pub use event::{Action, Actor, Event, RequestRecord, Source, Target, BLOB_MEDIA_TYPE, EVENTS_MEDIA_TYPE};
+pub use event::{
+    Action, Actor, Event, RequestRecord, Source, Target, BLOB_MEDIA_TYPE, EVENTS_MEDIA_TYPE,
+};
 
 use crate::config::{Endpoint, Notifications};
 use crate::oci::Manifest;
@@ -49,7 +51,7 @@ pub struct Notifier {
     tx: mpsc::Sender<Event>,
     sinks: Arc<RwLock<Vec<Sink>>>,
     dispatcher: tokio::task::JoinHandle<()>,
-    source: Source,
+    source: RwLock<Source>,
     include_references: bool,
     queues: std::path::PathBuf,
     /// Events dropped because the hand-off channel was full.
@@ -88,7 +90,11 @@ fn open_sinks(config: &Notifications, queues: &Path) -> anyhow::Result<Vec<Sink>
         })?);
         let client = deliver::client(e)?;
         if !queue.is_empty() {
-            tracing::info!(endpoint = e.name, queued = queue.len(), "notification queue: delivering what an earlier run queued");
+            tracing::info!(
+                endpoint = e.name,
+                queued = queue.len(),
+                "notification queue: delivering what an earlier run queued"
+            );
         }
         let worker = tokio::spawn(deliver::run(queue.clone(), e.clone(), client));
         sinks.push(Sink {
@@ -103,7 +109,11 @@ fn open_sinks(config: &Notifications, queues: &Path) -> anyhow::Result<Vec<Sink>
 impl Notifier {
     /// Starts the endpoints of `config` (needs a Tokio runtime), with their
     /// queues under the data dir at `root`; `None` when no endpoint is enabled.
-    pub fn start(config: &Notifications, root: &Path, source: Source) -> anyhow::Result<Option<Arc<Notifier>>> {
+    pub fn start(
+        config: &Notifications,
+        root: &Path,
+        source: Source,
+    ) -> anyhow::Result<Option<Arc<Notifier>>> {
         if config.enabled().next().is_none() {
             return Ok(None);
         }
@@ -118,7 +128,7 @@ impl Notifier {
             tx,
             sinks,
             dispatcher,
-            source,
+            source: RwLock::new(source),
             include_references: config.events.includereferences,
             queues,
             handoff_dropped: AtomicU64::new(0),
@@ -149,14 +159,36 @@ impl Notifier {
         Ok(())
     }
 
+    /// Says `<hostname>:<port>` in `source.addr` with the port actually
+    /// listened on (`http.addr` may say `:0`).
+    pub fn set_listen_port(&self, port: u16) {
+        let mut s = self.source.write().unwrap_or_else(|p| p.into_inner());
+        let host = s
+            .addr
+            .rsplit_once(':')
+            .map_or("localhost", |(h, _)| h)
+            .to_string();
+        s.addr = format!("{host}:{port}");
+    }
+
+    fn source(&self) -> Source {
+        self.source
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Hands `event` to the dispatcher without waiting.
     pub fn emit(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
             let n = self.handoff_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("berth_notifications_dropped_total", "endpoint" => "", "reason" => "handoff")
                 .increment(1);
-            if n == 1 || n % 1000 == 0 {
-                tracing::warn!(dropped_total = n, "notification events dropped: the queues cannot keep up");
+            if n == 1 || n.is_multiple_of(1000) {
+                tracing::warn!(
+                    dropped_total = n,
+                    "notification events dropped: the queues cannot keep up"
+                );
             }
         }
     }
@@ -169,7 +201,7 @@ impl Notifier {
     /// Emits a delete event for each tag, manifest and blob a garbage
     /// collection removed (nothing for a dry run).
     pub fn gc_report(&self, report: &crate::gc::Report) {
-        for e in gc_events(report, &self.source) {
+        for e in gc_events(report, &self.source()) {
             self.emit(e);
         }
     }
@@ -227,7 +259,11 @@ pub fn gc_events(report: &crate::gc::Report, source: &Source) -> Vec<Event> {
 /// Writes the delete events of an offline collection straight into the
 /// queues of the enabled endpoints under `root`, for the server to deliver
 /// when it next starts (`berth garbage-collect` runs with no server).
-pub fn queue_offline(config: &Notifications, root: &Path, report: &crate::gc::Report) -> anyhow::Result<usize> {
+pub fn queue_offline(
+    config: &Notifications,
+    root: &Path,
+    report: &crate::gc::Report,
+) -> anyhow::Result<usize> {
     if config.enabled().next().is_none() {
         return Ok(0);
     }
@@ -236,7 +272,10 @@ pub fn queue_offline(config: &Notifications, root: &Path, report: &crate::gc::Re
     let mut n = 0;
     for e in config.enabled() {
         let q = Queue::open(&queues, &e.name, e.queue_limit)?;
-        for ev in events.iter().filter(|ev| !e.ignores(&ev.action, &ev.target.media_type)) {
+        for ev in events
+            .iter()
+            .filter(|ev| !e.ignores(&ev.action, &ev.target.media_type))
+        {
             q.push(&serde_json::to_vec(ev)?)?;
             n += 1;
         }
@@ -267,7 +306,10 @@ async fn dispatch(mut rx: mpsc::Receiver<Event>, sinks: Arc<RwLock<Vec<Sink>>>) 
                         metrics::counter!("berth_notifications_dropped_total",
                             "endpoint" => e.name.clone(), "reason" => "write_error")
                         .increment(1);
-                        tracing::error!(endpoint = e.name, "cannot queue a notification event: {err}");
+                        tracing::error!(
+                            endpoint = e.name,
+                            "cannot queue a notification event: {err}"
+                        );
                     }
                 }
             }
@@ -292,8 +334,20 @@ pub struct RequestContext {
 impl RequestContext {
     /// From the request's method and headers, the client's address and the
     /// authenticated user (if any).
-    pub fn new(method: &Method, headers: &HeaderMap, authority: Option<&str>, client: Option<SocketAddr>, user: Option<&str>, tls: bool) -> RequestContext {
-        let text = |h| headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+    pub fn new(
+        method: &Method,
+        headers: &HeaderMap,
+        authority: Option<&str>,
+        client: Option<SocketAddr>,
+        user: Option<&str>,
+        tls: bool,
+    ) -> RequestContext {
+        let text = |h| {
+            headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let host = text(header::HOST)
             .or_else(|| authority.map(str::to_string))
             .unwrap_or_default();
@@ -317,6 +371,15 @@ impl RequestContext {
     }
 }
 
+/// The manifest an event is about.
+pub struct ManifestRef<'a> {
+    pub digest: String,
+    pub media_type: &'a str,
+    pub size: u64,
+    /// The manifest, when the handler parsed it (for `target.references`).
+    pub parsed: Option<&'a Manifest>,
+}
+
 /// What a handler emits through: one line per event, nothing when
 /// notifications are off.
 #[derive(Clone, Copy)]
@@ -337,21 +400,24 @@ impl<'a> Hook<'a> {
     fn emit(&self, action: Action, target: Target) {
         let Some(n) = self.notifier else { return };
         let rc = self.request.cloned().unwrap_or_default();
-        n.emit(Event::new(action, target, rc.request, rc.actor, n.source.clone()));
+        n.emit(Event::new(action, target, rc.request, rc.actor, n.source()));
     }
 
     fn url(&self, repo: &str, kind: &str, digest: &str) -> String {
         match self.request {
-            Some(r) if !r.base_url.is_empty() => format!("{}/v2/{repo}/{kind}/{digest}", r.base_url),
+            Some(r) if !r.base_url.is_empty() => {
+                format!("{}/v2/{repo}/{kind}/{digest}", r.base_url)
+            }
             _ => String::new(),
         }
     }
 
     /// A manifest pushed or pulled (by `tag` when given); its references
     /// when `notifications.events.includereferences` and it was parsed.
-    pub fn manifest(&self, action: Action, repo: &str, digest: &str, media_type: &str, size: u64, tag: Option<&str>, parsed: Option<&Manifest>) {
+    pub fn manifest(&self, action: Action, repo: &str, tag: Option<&str>, m: &ManifestRef<'_>) {
         let Some(n) = self.notifier else { return };
-        let references = match parsed {
+        let (digest, media_type, size) = (m.digest.as_str(), m.media_type, m.size);
+        let references = match m.parsed {
             Some(m) if n.include_references => m
                 .config
                 .iter()

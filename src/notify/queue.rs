@@ -56,7 +56,10 @@ impl Queue {
             let entry = entry?;
             let file = entry.file_name();
             let file = file.to_string_lossy();
-            match file.strip_suffix(".json").and_then(|s| s.parse::<u64>().ok()) {
+            match file
+                .strip_suffix(".json")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 Some(seq) => seqs.push(seq),
                 // A write a crash interrupted: never acknowledged as queued.
                 None if file.starts_with(".tmp-") => {

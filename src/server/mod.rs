@@ -231,6 +231,9 @@ impl Registry {
             "listening on {}",
             listener.local_addr()?
         );
+        if let Some(n) = &self.notifier {
+            n.set_listen_port(listener.local_addr()?.port());
+        }
         let limits = Arc::new(self.limits.clone());
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
