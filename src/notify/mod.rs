@@ -16,7 +16,7 @@ mod queue;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{header, HeaderMap, Method};
@@ -56,6 +56,8 @@ pub struct Notifier {
     queues: std::path::PathBuf,
     /// Events dropped because the hand-off channel was full.
     handoff_dropped: AtomicU64,
+    /// Events handed off and not yet on disk.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Drop for Notifier {
@@ -120,7 +122,8 @@ impl Notifier {
         let queues = crate::storage::notification_queues(root);
         let sinks = Arc::new(RwLock::new(open_sinks(config, &queues)?));
         let (tx, rx) = mpsc::channel(HANDOFF);
-        let dispatcher = tokio::spawn(dispatch(rx, sinks.clone()));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let dispatcher = tokio::spawn(dispatch(rx, sinks.clone(), pending.clone()));
         for e in config.enabled() {
             tracing::info!(endpoint = e.name, url = e.url, "notifications enabled");
         }
@@ -132,6 +135,7 @@ impl Notifier {
             include_references: config.events.includereferences,
             queues,
             handoff_dropped: AtomicU64::new(0),
+            pending,
         })))
     }
 
@@ -180,7 +184,9 @@ impl Notifier {
 
     /// Hands `event` to the dispatcher without waiting.
     pub fn emit(&self, event: Event) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if self.tx.try_send(event).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             let n = self.handoff_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("berth_notifications_dropped_total", "endpoint" => "", "reason" => "handoff")
                 .increment(1);
@@ -190,6 +196,16 @@ impl Notifier {
                     "notification events dropped: the queues cannot keep up"
                 );
             }
+        }
+    }
+
+    /// Waits (up to `limit`) until every event handed off is on disk: at
+    /// shutdown, so a graceful stop loses no event of a request it answered.
+    /// Delivers nothing.
+    pub async fn settle(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 
@@ -283,22 +299,26 @@ pub fn queue_offline(
     Ok(n)
 }
 
-async fn dispatch(mut rx: mpsc::Receiver<Event>, sinks: Arc<RwLock<Vec<Sink>>>) {
+async fn dispatch(
+    mut rx: mpsc::Receiver<Event>,
+    sinks: Arc<RwLock<Vec<Sink>>>,
+    pending: Arc<AtomicUsize>,
+) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
+        let batch_len = batch.len();
         let events: Vec<(Event, Vec<u8>)> = batch
             .drain(..)
             .filter_map(|e| serde_json::to_vec(&e).ok().map(|j| (e, j)))
             .collect();
-        let targets: Vec<(Endpoint, Arc<Queue>)> = sinks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|s| (s.config.clone(), s.queue.clone()))
-            .collect();
+        let n = batch_len;
+        let (sinks, pending) = (sinks.clone(), pending.clone());
         let done = tokio::task::spawn_blocking(move || {
+            // Under the read lock: a reconfigure waits for this batch.
+            let sinks = sinks.read().unwrap_or_else(|p| p.into_inner());
             for (event, json) in &events {
-                for (e, q) in &targets {
+                for s in sinks.iter() {
+                    let (e, q) = (&s.config, &s.queue);
                     if e.ignores(&event.action, &event.target.media_type) {
                         continue;
                     }
@@ -313,6 +333,7 @@ async fn dispatch(mut rx: mpsc::Receiver<Event>, sinks: Arc<RwLock<Vec<Sink>>>) 
                     }
                 }
             }
+            pending.fetch_sub(n, Ordering::SeqCst);
         })
         .await;
         if done.is_err() {
@@ -490,5 +511,82 @@ impl<'a> Hook<'a> {
                 ..Target::default()
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(name: &str, url: &str) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            url: url.into(),
+            ..Endpoint::default()
+        }
+    }
+
+    fn names(n: &Notifier) -> Vec<String> {
+        let sinks = n.sinks.read().unwrap();
+        sinks.iter().map(|s| s.config.name.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn reconfigure_keeps_unchanged_endpoints_and_starts_new_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Notifications {
+            endpoints: vec![
+                endpoint("a", "http://127.0.0.1:9/"),
+                endpoint("b", "http://127.0.0.1:9/"),
+            ],
+            ..Notifications::default()
+        };
+        let n = Notifier::start(&config, tmp.path(), source(5000))
+            .unwrap()
+            .unwrap();
+        assert_eq!(names(&n), ["a", "b"]);
+        let mut changed = config.clone();
+        changed.endpoints[1].url = "http://127.0.0.1:10/".into();
+        changed.endpoints[0].disabled = true;
+        changed.endpoints.push(endpoint("c", "http://127.0.0.1:9/"));
+        n.reconfigure(&changed).unwrap();
+        assert_eq!(names(&n), ["b", "c"]);
+        assert_eq!(
+            n.sinks.read().unwrap()[0].config.url,
+            "http://127.0.0.1:10/"
+        );
+        // Events handed off land on disk for the endpoints now configured.
+        n.emit(Event::new(
+            Action::Push,
+            Target::default(),
+            RequestRecord::default(),
+            Actor::default(),
+            n.source(),
+        ));
+        n.settle(std::time::Duration::from_secs(5)).await;
+        let queues = crate::storage::notification_queues(tmp.path());
+        assert!(queues.join("c").is_dir());
+        assert_eq!(n.pending.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn gc_events_report_each_deletion_and_none_for_a_dry_run() {
+        let d = crate::oci::Digest::of(crate::oci::Algorithm::Sha256, b"x");
+        let mut report = crate::gc::Report::default();
+        report.repositories.push(crate::gc::RepoReport {
+            name: "r".into(),
+            tags_deleted: vec!["t".into()],
+            manifests_deleted: vec![d.clone()],
+            blobs_deleted: vec![crate::gc::RemovedBlob { digest: d, size: 1 }],
+            ..Default::default()
+        });
+        let events = gc_events(&report, &Source::default());
+        assert_eq!(events.len(), 3);
+        assert!(events
+            .iter()
+            .all(|e| e.action == "delete" && e.target.repository == "r"));
+        assert_eq!(events[0].target.tag, "t");
+        report.dry_run = true;
+        assert!(gc_events(&report, &Source::default()).is_empty());
     }
 }

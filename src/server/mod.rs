@@ -333,6 +333,10 @@ impl Registry {
                 SHUTDOWN_GRACE.as_secs()
             ),
         }
+        if let Some(n) = &self.notifier {
+            // Onto disk, not delivered: the next start delivers them.
+            n.settle(Duration::from_secs(5)).await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -455,6 +455,10 @@ fn an_endpoint_that_is_down_then_up_gets_everything_in_order_even_across_a_resta
         expected.push(("push".to_string(), api.push_blob("order/app", &data)));
     }
     let (_, digest) = api.push_oci_image("order/app", "v1", 9);
+    // Each event is a file on disk until delivered.
+    let queue = root.join("docker/registry/v2/_berth/notifications/down");
+    let on_disk = || std::fs::read_dir(&queue).map_or(0, |d| d.count());
+    assert!(wait_until(LIMIT, || on_disk() == 6), "{} queued", on_disk());
     assert!(
         wait_until(LIMIT, || api
             .reg
