@@ -99,7 +99,7 @@ pub async fn get(
             format!("bytes {start}-{}/{size}", end.saturating_sub(1)),
         );
     }
-    ev.blob(Action::Pull, repo.as_str(), &digest.to_string(), size, None);
+    ev.blob(Action::Pull, repo, digest, size, None);
     Ok(resp)
 }
 
@@ -115,7 +115,7 @@ pub async fn delete(
         ));
     }
     state.store.blob_unlink(repo, digest).await?;
-    ev.deleted(repo.as_str(), &digest.to_string());
+    ev.deleted(repo, digest);
     let mut resp = StatusCode::ACCEPTED.into_response();
     set_header(&mut resp, DIGEST_HEADER, digest.to_string());
     set_header(&mut resp, header::CONTENT_LENGTH, "0");

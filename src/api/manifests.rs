@@ -23,9 +23,9 @@ async fn lookup(
     })
 }
 
-fn tag_of(r: &Reference) -> Option<&str> {
+fn tag_of(r: &Reference) -> Option<&Tag> {
     match r {
-        Reference::Tag(t) => Some(t.as_str()),
+        Reference::Tag(t) => Some(t),
         Reference::Digest(_) => None,
     }
 }
@@ -66,12 +66,12 @@ pub async fn get(
     set_header(&mut resp, DIGEST_HEADER, info.digest.to_string());
     set_header(&mut resp, header::ETAG, etag);
     let pulled = ManifestRef {
-        digest: info.digest.to_string(),
+        digest: &info.digest,
         media_type: info.media_type.as_str(),
         size: info.size,
         parsed: None,
     };
-    ev.manifest(Action::Pull, repo.as_str(), tag_of(reference), &pulled);
+    ev.manifest(Action::Pull, repo, tag_of(reference), &pulled);
     Ok(resp)
 }
 
@@ -179,16 +179,16 @@ fn emit_push(
     tags: &[Tag],
 ) {
     let pushed = ManifestRef {
-        digest: digest.to_string(),
+        digest,
         media_type: m.stored_media_type.as_str(),
         size,
         parsed: Some(m),
     };
     if tags.is_empty() {
-        ev.manifest(Action::Push, repo.as_str(), None, &pushed);
+        ev.manifest(Action::Push, repo, None, &pushed);
     }
     for t in tags {
-        ev.manifest(Action::Push, repo.as_str(), Some(t.as_str()), &pushed);
+        ev.manifest(Action::Push, repo, Some(t), &pushed);
     }
 }
 
@@ -206,11 +206,11 @@ pub async fn delete(
     match reference {
         Reference::Tag(t) => {
             state.store.tag_delete(repo, t).await?;
-            ev.tag_deleted(repo.as_str(), t.as_str());
+            ev.tag_deleted(repo, t);
         }
         Reference::Digest(d) => {
             state.store.manifest_delete(repo, d).await?;
-            ev.deleted(repo.as_str(), &d.to_string());
+            ev.deleted(repo, d);
         }
     }
     let mut resp: Response = StatusCode::ACCEPTED.into_response();

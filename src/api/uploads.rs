@@ -237,8 +237,7 @@ async fn emit_blob(
 ) {
     if ev.enabled() {
         let size = state.store.blob_size(repo, digest).await.unwrap_or(0);
-        let from = from.map(RepoName::as_str);
-        ev.blob(action, repo.as_str(), &digest.to_string(), size, from);
+        ev.blob(action, repo, digest, size, from);
     }
 }
 

@@ -197,6 +197,17 @@ mod tests {
     }
 
     #[test]
+    fn includereferences_can_be_set_from_the_environment() {
+        let c = Config::load(
+            None,
+            test_env(&[("REGISTRY_NOTIFICATIONS_EVENTS_INCLUDEREFERENCES", "true")]),
+        )
+        .unwrap();
+        assert!(c.notifications.events.includereferences);
+        assert!(c.notifications.endpoints.is_empty());
+    }
+
+    #[test]
     fn invalid_endpoints_are_refused_naming_the_key() {
         let cases = [
             ("url = \"http://a/\"", "notifications.endpoints[1].name"),

@@ -27,7 +27,7 @@ pub use event::{
 };
 
 use crate::config::{Endpoint, Notifications};
-use crate::oci::Manifest;
+use crate::oci::{Digest, Manifest, RepoName, Tag};
 use queue::Queue;
 
 /// Events waiting for the dispatcher; beyond this they are dropped.
@@ -394,7 +394,7 @@ impl RequestContext {
 
 /// The manifest an event is about.
 pub struct ManifestRef<'a> {
-    pub digest: String,
+    pub digest: &'a Digest,
     pub media_type: &'a str,
     pub size: u64,
     /// The manifest, when the handler parsed it (for `target.references`).
@@ -435,9 +435,17 @@ impl<'a> Hook<'a> {
 
     /// A manifest pushed or pulled (by `tag` when given); its references
     /// when `notifications.events.includereferences` and it was parsed.
-    pub fn manifest(&self, action: Action, repo: &str, tag: Option<&str>, m: &ManifestRef<'_>) {
+    pub fn manifest(
+        &self,
+        action: Action,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        m: &ManifestRef<'_>,
+    ) {
         let Some(n) = self.notifier else { return };
-        let (digest, media_type, size) = (m.digest.as_str(), m.media_type, m.size);
+        let (repo, tag) = (repo.as_str(), tag.map(Tag::as_str));
+        let digest = &m.digest.to_string();
+        let (media_type, size) = (m.media_type, m.size);
         let references = match m.parsed {
             Some(m) if n.include_references => m
                 .config
@@ -469,10 +477,19 @@ impl<'a> Hook<'a> {
     }
 
     /// A blob pushed, pulled or mounted (from `from`).
-    pub fn blob(&self, action: Action, repo: &str, digest: &str, size: u64, from: Option<&str>) {
+    pub fn blob(
+        &self,
+        action: Action,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        from: Option<&RepoName>,
+    ) {
         if !self.enabled() {
             return;
         }
+        let (repo, digest) = (repo.as_str(), &digest.to_string());
+        let from = from.map(RepoName::as_str);
         self.emit(
             action,
             Target {
@@ -490,7 +507,10 @@ impl<'a> Hook<'a> {
 
     /// A manifest or blob deleted by digest (as registry:2: digest and
     /// repository only).
-    pub fn deleted(&self, repo: &str, digest: &str) {
+    pub fn deleted(&self, repo: &RepoName, digest: &Digest) {
+        if !self.enabled() {
+            return;
+        }
         self.emit(
             Action::Delete,
             Target {
@@ -502,7 +522,10 @@ impl<'a> Hook<'a> {
     }
 
     /// A tag deleted (registry:2 reports none).
-    pub fn tag_deleted(&self, repo: &str, tag: &str) {
+    pub fn tag_deleted(&self, repo: &RepoName, tag: &Tag) {
+        if !self.enabled() {
+            return;
+        }
         self.emit(
             Action::Delete,
             Target {
