@@ -46,6 +46,8 @@ struct Sink {
     got: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
     delay_ms: Arc<AtomicU64>,
+    /// The `Location` of a 3xx answered to `/events`.
+    location: Arc<Mutex<String>>,
 }
 
 impl Sink {
@@ -64,12 +66,19 @@ impl Sink {
             got: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
             delay_ms: Arc::default(),
+            location: Arc::default(),
         };
-        let (got, status, delay) = (sink.got.clone(), sink.status.clone(), sink.delay_ms.clone());
+        let (got, status, delay, location) = (
+            sink.got.clone(),
+            sink.status.clone(),
+            sink.delay_ms.clone(),
+            sink.location.clone(),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (got, status, delay) = (got.clone(), status.clone(), delay.clone());
-                std::thread::spawn(move || serve(conn, &got, &status, &delay));
+                let (got, status, delay, location) =
+                    (got.clone(), status.clone(), delay.clone(), location.clone());
+                std::thread::spawn(move || serve(conn, &got, &status, &delay, &location));
             }
         });
         sink
@@ -107,7 +116,13 @@ fn pretty(events: &[Value]) -> String {
     serde_json::to_string_pretty(events).unwrap()
 }
 
-fn serve(conn: TcpStream, got: &Mutex<Vec<Received>>, status: &AtomicU16, delay: &AtomicU64) {
+fn serve(
+    conn: TcpStream,
+    got: &Mutex<Vec<Received>>,
+    status: &AtomicU16,
+    delay: &AtomicU64,
+    location: &Mutex<String>,
+) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut line = String::new();
@@ -139,8 +154,14 @@ fn serve(conn: TcpStream, got: &Mutex<Vec<Received>>, status: &AtomicU16, delay:
         return;
     }
     std::thread::sleep(Duration::from_millis(delay.load(Ordering::SeqCst)));
-    let code = status.load(Ordering::SeqCst);
-    if code == 200 {
+    let mut code = status.load(Ordering::SeqCst);
+    let location = location.lock().unwrap().clone();
+    let redirect = (300..400).contains(&code);
+    let at_events = path == "/events";
+    if redirect && !at_events {
+        code = 200;
+    }
+    if code < 400 {
         got.lock().unwrap().push(Received {
             method,
             path,
@@ -149,9 +170,14 @@ fn serve(conn: TcpStream, got: &Mutex<Vec<Received>>, status: &AtomicU16, delay:
         });
     }
     let mut conn = conn;
+    let location = if redirect && at_events {
+        format!("Location: {location}\r\n")
+    } else {
+        String::new()
+    };
     let _ = write!(
         conn,
-        "HTTP/1.1 {code} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 {code} X\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
 }
 
@@ -706,4 +732,58 @@ fn a_real_docker_push_and_pull_are_reported() {
         })
         .count();
     assert!(pulled_blobs >= 2, "config and layer: {}", pretty(&events));
+}
+
+#[test]
+fn redirects_are_followed_within_the_endpoint_and_never_to_another_host() {
+    let (sink, elsewhere) = (Sink::start(), Sink::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        &endpoints(&[(
+            "moved",
+            &sink.url(),
+            "headers = { Authorization = [\"Bearer secret\"] }",
+        )]),
+    );
+    let api = Api::on(start(&tmp.path().join("data"), &config, &[]));
+    // Within the endpoint's origin: followed, the POST repeated there (307).
+    *sink.location.lock().unwrap() = "/moved-here".into();
+    sink.status.store(307, Ordering::SeqCst);
+    let first = api.push_blob("redirect/app", b"first");
+    let ok = wait_until(LIMIT, || {
+        sink.received().iter().any(|r| r.path == "/moved-here")
+    });
+    assert!(ok, "{:?}", sink.received());
+    let moved = sink
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/moved-here")
+        .unwrap();
+    assert_eq!(moved.method, "POST");
+    assert_eq!(moved.header("authorization"), ["Bearer secret"]);
+    assert!(String::from_utf8_lossy(&moved.body).contains(&first));
+    // To another host (port): not followed, the credentials stay home; like
+    // registry:2 the 3xx counts as delivered, so the queue goes on.
+    *sink.location.lock().unwrap() = elsewhere.url();
+    let second = api.push_blob("redirect/app", b"second");
+    let ok = wait_until(LIMIT, || {
+        api.reg
+            .logs()
+            .contains("redirected elsewhere: not followed")
+    });
+    assert!(ok, "{}", api.reg.logs());
+    sink.status.store(200, Ordering::SeqCst);
+    let third = api.push_blob("redirect/app", b"third");
+    let events = sink.wait_for("the next event", |e| {
+        e.iter().any(|e| e["target"]["digest"] == third.as_str())
+    });
+    assert!(events
+        .iter()
+        .any(|e| e["target"]["digest"] == second.as_str()));
+    assert!(
+        elsewhere.received().is_empty(),
+        "{:?}",
+        elsewhere.received()
+    );
 }
