@@ -74,7 +74,8 @@ pub fn run(args: Args) -> ExitCode {
     match berth::gc::collect(&store, &opts) {
         Ok(report) => {
             // Delete events for the server to deliver when it next starts.
-            if let Err(e) = berth::notify::queue_offline(&config.notifications, root, &report) {
+            let events = report.delete_events(&berth::notify::source(0));
+            if let Err(e) = berth::notify::queue_offline(&config.notifications, root, &events) {
                 eprintln!("berth: cannot queue the notification events of this collection: {e}");
             }
             if args.json {

@@ -43,7 +43,9 @@ pub fn spawn_online(
             match tokio::task::spawn_blocking(move || collect(store.as_ref(), &opts)).await {
                 Ok(Ok(r)) => {
                     if let Some(n) = &notifier {
-                        n.gc_report(&r);
+                        r.delete_events(&n.source())
+                            .into_iter()
+                            .for_each(|e| n.emit(e));
                     }
                     tracing::info!(
                     started_at = %r.started_at,

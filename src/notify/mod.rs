@@ -175,7 +175,8 @@ impl Notifier {
         s.addr = format!("{host}:{port}");
     }
 
-    fn source(&self) -> Source {
+    /// What events of this instance say in `source`.
+    pub fn source(&self) -> Source {
         self.source
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -213,78 +214,20 @@ impl Notifier {
     pub fn handoff_dropped(&self) -> u64 {
         self.handoff_dropped.load(Ordering::Relaxed)
     }
-
-    /// Emits a delete event for each tag, manifest and blob a garbage
-    /// collection removed (nothing for a dry run).
-    pub fn gc_report(&self, report: &crate::gc::Report) {
-        for e in gc_events(report, &self.source()) {
-            self.emit(e);
-        }
-    }
 }
 
-/// The delete events of a collection's report (none for a dry run).
-pub fn gc_events(report: &crate::gc::Report, source: &Source) -> Vec<Event> {
-    let mut events = Vec::new();
-    if report.dry_run {
-        return events;
-    }
-    let mut ev = |target: Target| {
-        events.push(Event::new(
-            Action::Delete,
-            target,
-            RequestRecord::default(),
-            Actor::default(),
-            source.clone(),
-        ))
-    };
-    for r in &report.repositories {
-        for tag in &r.tags_deleted {
-            ev(Target {
-                repository: r.name.clone(),
-                tag: tag.clone(),
-                ..Target::default()
-            });
-        }
-        for d in &r.manifests_deleted {
-            ev(Target {
-                repository: r.name.clone(),
-                digest: d.to_string(),
-                ..Target::default()
-            });
-        }
-        for b in &r.blobs_deleted {
-            ev(Target {
-                repository: r.name.clone(),
-                digest: b.digest.to_string(),
-                size: b.size,
-                ..Target::default()
-            });
-        }
-    }
-    for b in &report.unlinked_blobs_deleted {
-        ev(Target {
-            digest: b.digest.to_string(),
-            size: b.size,
-            ..Target::default()
-        });
-    }
-    events
-}
-
-/// Writes the delete events of an offline collection straight into the
+/// Writes `events` (an offline collection's deletes) straight into the
 /// queues of the enabled endpoints under `root`, for the server to deliver
 /// when it next starts (`berth garbage-collect` runs with no server).
 pub fn queue_offline(
     config: &Notifications,
     root: &Path,
-    report: &crate::gc::Report,
+    events: &[Event],
 ) -> anyhow::Result<usize> {
     if config.enabled().next().is_none() {
         return Ok(0);
     }
     let queues = crate::storage::notification_queues(root);
-    let events = gc_events(report, &source(0));
     let mut n = 0;
     for e in config.enabled() {
         let q = Queue::open(&queues, &e.name, e.queue_limit)?;
@@ -590,26 +533,5 @@ mod tests {
         let queues = crate::storage::notification_queues(tmp.path());
         assert!(queues.join("c").is_dir());
         assert_eq!(n.pending.load(Ordering::SeqCst), 0);
-    }
-
-    #[test]
-    fn gc_events_report_each_deletion_and_none_for_a_dry_run() {
-        let d = crate::oci::Digest::of(crate::oci::Algorithm::Sha256, b"x");
-        let mut report = crate::gc::Report::default();
-        report.repositories.push(crate::gc::RepoReport {
-            name: "r".into(),
-            tags_deleted: vec!["t".into()],
-            manifests_deleted: vec![d.clone()],
-            blobs_deleted: vec![crate::gc::RemovedBlob { digest: d, size: 1 }],
-            ..Default::default()
-        });
-        let events = gc_events(&report, &Source::default());
-        assert_eq!(events.len(), 3);
-        assert!(events
-            .iter()
-            .all(|e| e.action == "delete" && e.target.repository == "r"));
-        assert_eq!(events[0].target.tag, "t");
-        report.dry_run = true;
-        assert!(gc_events(&report, &Source::default()).is_empty());
     }
 }
