@@ -120,6 +120,13 @@ pub struct Source {
 }
 
 impl Event {
+    /// About the memory this event takes (never 0).
+    pub fn approx_size(&self) -> usize {
+        512 + self.target.url.len()
+            + self.request.useragent.len()
+            + 192 * self.target.references.len()
+    }
+
     pub fn new(
         action: Action,
         target: Target,

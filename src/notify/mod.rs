@@ -35,6 +35,11 @@ use queue::Queue;
 /// Events waiting for the dispatcher; beyond this they are dropped.
 const HANDOFF: usize = 4096;
 
+/// The memory events waiting for the dispatcher may take (estimated by
+/// [`Event::approx_size`]: a push of a large index with `includereferences`
+/// makes a large event); beyond this they are dropped.
+const HANDOFF_BYTES: usize = 64 << 20;
+
 /// One configured endpoint: its queue and its worker.
 struct Sink {
     config: Endpoint,
@@ -58,7 +63,7 @@ pub struct Notifier {
     queues: std::path::PathBuf,
     /// Events dropped because the hand-off channel was full.
     handoff_dropped: AtomicU64,
-    /// Events handed off and not yet on disk.
+    /// Bytes (estimated) of the events handed off and not yet on disk.
     pending: Arc<AtomicUsize>,
 }
 
@@ -187,9 +192,11 @@ impl Notifier {
 
     /// Hands `event` to the dispatcher without waiting.
     pub fn emit(&self, event: Event) {
-        self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.tx.try_send(event).is_err() {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
+        let size = event.approx_size();
+        let before = self.pending.fetch_add(size, Ordering::SeqCst);
+        let sent = before.saturating_add(size) <= HANDOFF_BYTES && self.tx.try_send(event).is_ok();
+        if !sent {
+            self.pending.fetch_sub(size, Ordering::SeqCst);
             let n = self.handoff_dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!("berth_notifications_dropped_total", "endpoint" => "", "reason" => "handoff")
                 .increment(1);
@@ -251,12 +258,11 @@ async fn dispatch(
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
-        let batch_len = batch.len();
+        let n: usize = batch.iter().map(Event::approx_size).sum();
         let events: Vec<(Event, Vec<u8>)> = batch
             .drain(..)
             .filter_map(|e| serde_json::to_vec(&e).ok().map(|j| (e, j)))
             .collect();
-        let n = batch_len;
         let (sinks, pending) = (sinks.clone(), pending.clone());
         let done = tokio::task::spawn_blocking(move || {
             // Under the read lock: a reconfigure waits for this batch.
