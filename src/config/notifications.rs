@@ -26,7 +26,9 @@ pub struct EventsConfig {
     pub includereferences: bool,
 }
 
-#[derive(Debug, Deserialize, Clone, PartialEq)]
+/// Its `Debug` (`berth check-config` prints the config) names the headers
+/// but not their values, which are often credentials.
+#[derive(Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Endpoint {
     /// Names the endpoint in logs, metrics and its queue directory; unique.
@@ -60,6 +62,28 @@ pub struct Ignore {
     pub mediatypes: Vec<String>,
     /// `push`, `pull`, `mount`, `delete`.
     pub actions: Vec<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .keys()
+            .map(|k| (k.as_str(), "<redacted>"))
+            .collect();
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("disabled", &self.disabled)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("timeout", &self.timeout)
+            .field("threshold", &self.threshold)
+            .field("backoff", &self.backoff)
+            .field("ignoredmediatypes", &self.ignoredmediatypes)
+            .field("ignore", &self.ignore)
+            .field("queue_limit", &self.queue_limit)
+            .finish()
+    }
 }
 
 impl Default for Endpoint {
@@ -193,6 +217,11 @@ mod tests {
         assert_eq!(e.queue_limit, 10_000);
         assert!(c.notifications.events.includereferences);
         assert!(e.ignores("pull", ""));
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("Authorization") && !debug.contains("Bearer x"),
+            "{debug}"
+        );
         assert!(!e.ignores("push", "application/octet-stream"));
     }
 

@@ -132,7 +132,10 @@ impl Notifier {
         let pending = Arc::new(AtomicUsize::new(0));
         let dispatcher = tokio::spawn(dispatch(rx, sinks.clone(), pending.clone()));
         for e in config.enabled() {
-            tracing::info!(endpoint = e.name, url = e.url, "notifications enabled");
+            // Without credentials a URL may carry (`https://user:pass@host/`).
+            let mut url = reqwest::Url::parse(&e.url)?;
+            let _ = (url.set_username(""), url.set_password(None));
+            tracing::info!(endpoint = e.name, url = %url, "notifications enabled");
         }
         Ok(Some(Arc::new(Notifier {
             tx,
