@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod gc;
+pub mod notify;
 pub mod oci;
 pub mod server;
 pub mod storage;

@@ -267,6 +267,7 @@ async fn the_auth_layer_without_a_parsed_route_refuses() {
         readonly: Default::default(),
         responses: Default::default(),
         proxy: Default::default(),
+        notifier: None,
     };
     let bare = berth::api::handlers(state).layer(axum::middleware::from_fn_with_state(
         auth,

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 
 use super::{set_header, ApiError, ApiResult, AppState, DIGEST_HEADER};
+use crate::notify::{Action, Hook};
 use crate::oci::{Digest, ErrorCode, RepoName};
 
 /// A `Range: bytes=...` request resolved against a blob's size.
@@ -45,6 +46,7 @@ fn parse_range(value: Option<&str>, size: u64) -> ByteRange {
 
 pub async fn get(
     state: &AppState,
+    ev: &Hook<'_>,
     repo: &RepoName,
     digest: &Digest,
     headers: &HeaderMap,
@@ -97,16 +99,23 @@ pub async fn get(
             format!("bytes {start}-{}/{size}", end.saturating_sub(1)),
         );
     }
+    ev.blob(Action::Pull, repo, digest, size, None);
     Ok(resp)
 }
 
-pub async fn delete(state: &AppState, repo: &RepoName, digest: &Digest) -> ApiResult {
+pub async fn delete(
+    state: &AppState,
+    ev: &Hook<'_>,
+    repo: &RepoName,
+    digest: &Digest,
+) -> ApiResult {
     if !state.delete_enabled {
         return Err(ApiError::unsupported(
             "deletion is disabled (storage.delete.enabled)",
         ));
     }
     state.store.blob_unlink(repo, digest).await?;
+    ev.deleted(repo, digest);
     let mut resp = StatusCode::ACCEPTED.into_response();
     set_header(&mut resp, DIGEST_HEADER, digest.to_string());
     set_header(&mut resp, header::CONTENT_LENGTH, "0");

@@ -94,12 +94,16 @@ impl ProxyPolicy {
         } else {
             own_host
         };
-        let root = match (&self.urls.host, &host) {
-            _ if !self.urls.absolute => self.urls.prefix.clone(),
-            (Some(configured), _) => format!("{configured}{}", self.urls.prefix),
-            (None, Some(h)) => format!("{scheme}://{h}{}", self.urls.prefix),
-            // No usable host to name: a relative URL is still right.
-            (None, None) => self.urls.prefix.clone(),
+        let absolute_root = match (&self.urls.host, &host) {
+            (Some(configured), _) => Some(format!("{configured}{}", self.urls.prefix)),
+            (None, Some(h)) => Some(format!("{scheme}://{h}{}", self.urls.prefix)),
+            (None, None) => None,
+        };
+        let root = match &absolute_root {
+            Some(r) if self.urls.absolute => r.clone(),
+            // Relative by default; and with no usable host to name, a
+            // relative URL is still right.
+            _ => self.urls.prefix.clone(),
         };
         ClientInfo {
             client,
@@ -107,6 +111,7 @@ impl ProxyPolicy {
             scheme,
             host,
             urls: Urls { root },
+            absolute_root,
         }
     }
 
@@ -165,6 +170,10 @@ pub struct ClientInfo {
     pub host: Option<String>,
     /// How this request's `Location` and `Link` URLs are built.
     pub urls: Urls,
+    /// The absolute URL of the API's root (`https://host/prefix`, without
+    /// `/v2`), whatever `relativeurls` says, when a host is known: for the
+    /// URLs in notification events, which registry:2 makes absolute.
+    pub absolute_root: Option<String>,
 }
 
 impl ClientInfo {
@@ -177,6 +186,7 @@ impl ClientInfo {
             scheme: "http",
             host: None,
             urls: Urls::default(),
+            absolute_root: None,
         }
     }
 }

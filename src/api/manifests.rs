@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{set_header, ApiError, ApiResult, AppState, Query, Urls, DIGEST_HEADER};
+use crate::notify::{Action, Hook, ManifestRef};
 use crate::oci::{Digest, ErrorCode, Manifest, Reference, RepoName, Tag, MAX_MANIFEST_BYTES};
 use crate::storage::{ManifestInfo, StoredManifest};
 
@@ -22,8 +23,16 @@ async fn lookup(
     })
 }
 
+fn tag_of(r: &Reference) -> Option<&Tag> {
+    match r {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    }
+}
+
 pub async fn get(
     state: &AppState,
+    ev: &Hook<'_>,
     repo: &RepoName,
     reference: &Reference,
     headers: &HeaderMap,
@@ -56,12 +65,22 @@ pub async fn get(
     }
     set_header(&mut resp, DIGEST_HEADER, info.digest.to_string());
     set_header(&mut resp, header::ETAG, etag);
+    let pulled = ManifestRef {
+        digest: &info.digest,
+        media_type: info.media_type.as_str(),
+        size: info.size,
+        parsed: None,
+    };
+    ev.manifest(Action::Pull, repo, tag_of(reference), &pulled);
     Ok(resp)
 }
 
+// The request's parts, each a handler argument as in the other handlers.
+#[allow(clippy::too_many_arguments)]
 pub async fn put(
     state: &AppState,
     urls: &Urls,
+    ev: &Hook<'_>,
     repo: &RepoName,
     reference: &Reference,
     q: &Query,
@@ -125,10 +144,12 @@ pub async fn put(
         .and_then(|v| v.to_str().ok());
     let manifest = Manifest::parse(&bytes, content_type)
         .map_err(|e| ApiError::manifest_invalid(e.to_string()))?;
+    let size = bytes.len() as u64;
     state
         .store
         .manifest_put(repo, &tags, bytes, &manifest, &digest)
         .await?;
+    emit_push(ev, repo, &digest, &manifest, size, &tags);
     let mut resp = StatusCode::CREATED.into_response();
     set_header(
         &mut resp,
@@ -150,15 +171,50 @@ pub async fn put(
     Ok(resp)
 }
 
-pub async fn delete(state: &AppState, repo: &RepoName, reference: &Reference) -> ApiResult {
+/// registry:2 emits one push event per tag named (the first, by reference,
+/// or from `?tag=`), or one without a tag for a push by digest alone.
+fn emit_push(
+    ev: &Hook<'_>,
+    repo: &RepoName,
+    digest: &Digest,
+    m: &Manifest,
+    size: u64,
+    tags: &[Tag],
+) {
+    let pushed = ManifestRef {
+        digest,
+        media_type: m.stored_media_type.as_str(),
+        size,
+        parsed: Some(m),
+    };
+    if tags.is_empty() {
+        ev.manifest(Action::Push, repo, None, &pushed);
+    }
+    for t in tags {
+        ev.manifest(Action::Push, repo, Some(t), &pushed);
+    }
+}
+
+pub async fn delete(
+    state: &AppState,
+    ev: &Hook<'_>,
+    repo: &RepoName,
+    reference: &Reference,
+) -> ApiResult {
     if !state.delete_enabled {
         return Err(ApiError::unsupported(
             "deletion is disabled (storage.delete.enabled)",
         ));
     }
     match reference {
-        Reference::Tag(t) => state.store.tag_delete(repo, t).await?,
-        Reference::Digest(d) => state.store.manifest_delete(repo, d).await?,
+        Reference::Tag(t) => {
+            state.store.tag_delete(repo, t).await?;
+            ev.tag_deleted(repo, t);
+        }
+        Reference::Digest(d) => {
+            state.store.manifest_delete(repo, d).await?;
+            ev.deleted(repo, d);
+        }
     }
     let mut resp: Response = StatusCode::ACCEPTED.into_response();
     set_header(&mut resp, header::CONTENT_LENGTH, "0");

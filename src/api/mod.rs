@@ -56,6 +56,8 @@ pub struct AppState {
     pub responses: Arc<Live<ResponsePolicy>>,
     /// `http.trusted_proxies`, `http.host`, `http.prefix`, `http.relativeurls`.
     pub proxy: Arc<ProxyPolicy>,
+    /// `[notifications]`: none when no endpoint is enabled.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// A setting that a configuration reload replaces whole while requests go
@@ -111,6 +113,7 @@ async fn dispatch(
     parsed: Option<Extension<Arc<ParsedRequest>>>,
     access: Option<Extension<PullAccess>>,
     client: Option<Extension<Arc<ClientInfo>>>,
+    request: Option<Extension<Arc<crate::notify::RequestContext>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -144,30 +147,32 @@ async fn dispatch(
     );
     let (s, q, h, u) = (&state, &parsed.query, &headers, &client.urls);
     let access = access.map(|Extension(a)| a);
+    let request = request.map(|Extension(r)| r);
+    let ev = &crate::notify::Hook::new(state.notifier.as_deref(), request.as_deref());
     let result = match (method, route) {
         (Method::GET | Method::HEAD, Route::Base) => Ok(json_response(StatusCode::OK, "{}")),
         (Method::GET, Route::Catalog) => lists::catalog(s, u, q, access.as_ref()).await,
         (Method::GET, Route::Tags(n)) => lists::tags(s, u, n, q).await,
         (Method::GET, Route::Referrers(n, d)) => lists::referrers(s, u, n, d, q).await,
         (m @ (Method::GET | Method::HEAD), Route::Manifest(n, r)) => {
-            manifests::get(s, n, r, h, m == Method::HEAD).await
+            manifests::get(s, ev, n, r, h, m == Method::HEAD).await
         }
-        (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, u, n, r, q, h, body).await,
-        (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, n, r).await,
+        (Method::PUT, Route::Manifest(n, r)) => manifests::put(s, u, ev, n, r, q, h, body).await,
+        (Method::DELETE, Route::Manifest(n, r)) => manifests::delete(s, ev, n, r).await,
         (Method::PUT, Route::ManifestBadTag(_, why)) => Err(ApiError::tag_invalid(why.clone())),
         (Method::GET | Method::HEAD | Method::DELETE, Route::ManifestBadTag(..)) => {
             Err(ErrorCode::ManifestUnknown.into())
         }
         (m @ (Method::GET | Method::HEAD), Route::Blob(n, d)) => {
-            blobs::get(s, n, d, h, m == Method::HEAD).await
+            blobs::get(s, ev, n, d, h, m == Method::HEAD).await
         }
-        (Method::DELETE, Route::Blob(n, d)) => blobs::delete(s, n, d).await,
+        (Method::DELETE, Route::Blob(n, d)) => blobs::delete(s, ev, n, d).await,
         (Method::POST, Route::UploadStart(n)) => {
-            uploads::start(s, u, n, q, access.as_ref(), body).await
+            uploads::start(s, u, ev, n, q, access.as_ref(), body).await
         }
         (Method::GET, Route::Upload(n, id)) => uploads::status(s, u, n, id).await,
         (Method::PATCH, Route::Upload(n, id)) => uploads::patch(s, u, n, id, h, body).await,
-        (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, u, n, id, q, h, body).await,
+        (Method::PUT, Route::Upload(n, id)) => uploads::finish(s, u, ev, n, id, q, h, body).await,
         (Method::DELETE, Route::Upload(n, id)) => uploads::cancel(s, n, id).await,
         (m, _) => Err(ApiError::unsupported(format!(
             "method {m} is not allowed on {}",

@@ -9,6 +9,7 @@ use super::{
     body_stream, body_timed_out, set_header, ApiError, ApiResult, AppState, PullAccess, Query,
     Urls, DIGEST_HEADER, UPLOAD_UUID_HEADER,
 };
+use crate::notify::{Action, Hook};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::storage::StoreError;
 
@@ -66,6 +67,7 @@ fn session(status: StatusCode, urls: &Urls, repo: &RepoName, id: &str, size: u64
 pub async fn start(
     state: &AppState,
     urls: &Urls,
+    ev: &Hook<'_>,
     repo: &RepoName,
     q: &Query,
     access: Option<&PullAccess>,
@@ -81,6 +83,7 @@ pub async fn start(
         .filter(|f| access.is_none_or(|a| a.allows(f.as_str())));
     if let (Some(digest), Some(from)) = (mount, from) {
         if state.store.blob_mount(repo, &from, &digest).await? {
+            emit_blob(state, ev, Action::Mount, repo, &digest, Some(&from)).await;
             return Ok(created(urls, repo, &digest));
         }
     }
@@ -96,6 +99,7 @@ pub async fn start(
                 let _ = state.store.upload_cancel(repo, &id).await;
             }
             result.map_err(store_error)?;
+            emit_blob(state, ev, Action::Push, repo, &digest, None).await;
             Ok(created(urls, repo, &digest))
         }
         None => Ok(session(StatusCode::ACCEPTED, urls, repo, &id, 0)),
@@ -186,9 +190,12 @@ fn with_location(e: ApiError, urls: &Urls, repo: &RepoName, id: &str) -> ApiErro
     }
 }
 
+// The request's parts, each a handler argument as in the other handlers.
+#[allow(clippy::too_many_arguments)]
 pub async fn finish(
     state: &AppState,
     urls: &Urls,
+    ev: &Hook<'_>,
     repo: &RepoName,
     id: &str,
     q: &Query,
@@ -223,7 +230,23 @@ pub async fn finish(
         let _ = state.store.upload_cancel(repo, id).await;
     }
     result.map_err(store_error)?;
+    emit_blob(state, ev, Action::Push, repo, &digest, None).await;
     Ok(created(urls, repo, &digest))
+}
+
+/// A blob event, with the blob's size (one stat, only when notifications are on).
+async fn emit_blob(
+    state: &AppState,
+    ev: &Hook<'_>,
+    action: Action,
+    repo: &RepoName,
+    digest: &Digest,
+    from: Option<&RepoName>,
+) {
+    if ev.enabled() {
+        let size = state.store.blob_size(repo, digest).await.unwrap_or(0);
+        ev.blob(action, repo, digest, size, from);
+    }
 }
 
 pub async fn cancel(state: &AppState, repo: &RepoName, id: &str) -> ApiResult {

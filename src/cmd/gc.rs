@@ -73,6 +73,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     match berth::gc::collect(&store, &opts) {
         Ok(report) => {
+            // Delete events for the server to deliver when it next starts.
+            let events = report.delete_events(&berth::notify::source(0));
+            if let Err(e) = berth::notify::queue_offline(&config.notifications, root, &events) {
+                eprintln!("berth: cannot queue the notification events of this collection: {e}");
+            }
             if args.json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(s) => println!("{s}"),

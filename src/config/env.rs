@@ -53,6 +53,7 @@ const ENV_KEYS: &[(&str, Kind)] = &[
     ("limits.max_uploads_per_repository", Kind::Count),
     ("limits.max_tags_per_put", Kind::Count),
     ("limits.max_referrers_page", Kind::Count),
+    ("notifications.events.includereferences", Kind::Bool),
 ];
 
 /// The environment variable for a key path: `http.addr` → `REGISTRY_HTTP_ADDR`.

@@ -10,6 +10,7 @@ pub mod duration;
 mod env;
 mod gc;
 mod limits;
+mod notifications;
 mod server;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ pub use cors::Cors;
 pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
+pub use notifications::{Endpoint, EventsConfig, Ignore, Notifications};
 pub use server::{
     Debug, Delete, Filesystem, Http, Http2, IpNet, Log, LogFormat, Maintenance, MinTls, Prometheus,
     PublicUrls, ReadOnly, Storage, Tls, DEBUG_HEALTH_PATHS,
@@ -43,6 +45,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[cors]`: answers to browsers on other origins (off by default).
     pub cors: Cors,
+    /// `[notifications]`: registry:2's event endpoints.
+    pub notifications: Notifications,
     /// `BERTH_INITIAL_USER` / `BERTH_INITIAL_PASSWORD` from the environment.
     #[serde(skip)]
     pub initial_user: InitialUser,
@@ -110,6 +114,7 @@ impl Config {
         self.storage.validate()?;
         self.http.header_lines()?;
         self.cors.validate()?;
+        self.notifications.validate()?;
         self.http.validate()?;
         self.log.validate()
     }

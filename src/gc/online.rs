@@ -20,10 +20,12 @@ pub fn online_options(config: &GcConfig) -> Result<Options, regex::Error> {
 }
 
 /// Runs the collector every `config.interval` on the blocking pool, logging
-/// each run, until the runtime shuts down.
+/// each run (and emitting a delete event for what it removed when
+/// `notifier` is given), until the runtime shuts down.
 pub fn spawn_online(
     store: Arc<dyn GcStore>,
     config: &GcConfig,
+    notifier: Option<Arc<crate::notify::Notifier>>,
 ) -> Result<tokio::task::JoinHandle<()>, regex::Error> {
     let opts = online_options(config)?;
     let interval = config.interval;
@@ -39,7 +41,13 @@ pub fn spawn_online(
             tokio::time::sleep(interval).await;
             let (store, opts) = (store.clone(), opts.clone());
             match tokio::task::spawn_blocking(move || collect(store.as_ref(), &opts)).await {
-                Ok(Ok(r)) => tracing::info!(
+                Ok(Ok(r)) => {
+                    if let Some(n) = &notifier {
+                        r.delete_events(&n.source())
+                            .into_iter()
+                            .for_each(|e| n.emit(e));
+                    }
+                    tracing::info!(
                     started_at = %r.started_at,
                     duration_ms = r.duration_ms,
                     blobs_deleted = r.blobs_deleted,
@@ -52,7 +60,8 @@ pub fn spawn_online(
                     "garbage collection: reclaimed {} in {} ms",
                     human_bytes(r.bytes_reclaimed),
                     r.duration_ms
-                ),
+                    )
+                }
                 Ok(Err(e)) => {
                     crate::telemetry::gc_failed();
                     tracing::error!("garbage collection failed: {e}")

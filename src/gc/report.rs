@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Run;
+use crate::notify::{Action, Actor, Event, RequestRecord, Source, Target};
 use crate::oci::Digest;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -165,5 +166,84 @@ impl Run<'_> {
             .collect();
         report.duration_ms = started.elapsed().as_millis() as u64;
         report
+    }
+}
+
+impl Report {
+    /// A notification `delete` event for each tag, manifest and blob this
+    /// collection removed, with no request behind it (none for a dry run).
+    pub fn delete_events(&self, source: &Source) -> Vec<Event> {
+        let report = self;
+        let mut events = Vec::new();
+        if report.dry_run {
+            return events;
+        }
+        let mut ev = |target: Target| {
+            events.push(Event::new(
+                Action::Delete,
+                target,
+                RequestRecord::default(),
+                Actor::default(),
+                source.clone(),
+            ))
+        };
+        for r in &report.repositories {
+            for tag in &r.tags_deleted {
+                ev(Target {
+                    repository: r.name.clone(),
+                    tag: tag.clone(),
+                    ..Target::default()
+                });
+            }
+            for d in &r.manifests_deleted {
+                ev(Target {
+                    repository: r.name.clone(),
+                    digest: d.to_string(),
+                    ..Target::default()
+                });
+            }
+            for b in &r.blobs_deleted {
+                ev(Target {
+                    repository: r.name.clone(),
+                    digest: b.digest.to_string(),
+                    size: b.size,
+                    ..Target::default()
+                });
+            }
+        }
+        for b in &report.unlinked_blobs_deleted {
+            ev(Target {
+                digest: b.digest.to_string(),
+                size: b.size,
+                ..Target::default()
+            });
+        }
+        events
+    }
+}
+
+#[cfg(test)]
+mod notify_tests {
+    use super::*;
+
+    #[test]
+    fn delete_events_report_each_deletion_and_none_for_a_dry_run() {
+        let d = Digest::of(crate::oci::Algorithm::Sha256, b"x");
+        let mut report = Report::default();
+        report.repositories.push(RepoReport {
+            name: "r".into(),
+            tags_deleted: vec!["t".into()],
+            manifests_deleted: vec![d.clone()],
+            blobs_deleted: vec![RemovedBlob { digest: d, size: 1 }],
+            ..Default::default()
+        });
+        let events = report.delete_events(&Source::default());
+        assert_eq!(events.len(), 3);
+        assert!(events
+            .iter()
+            .all(|e| e.action == "delete" && e.target.repository == "r"));
+        assert_eq!(events[0].target.tag, "t");
+        report.dry_run = true;
+        assert!(report.delete_events(&Source::default()).is_empty());
     }
 }

@@ -41,11 +41,53 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// logged and carries the version header too).
 pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
     let (responses, proxy) = (state.responses.clone(), state.proxy.clone());
+    let notifying = state.notifier.is_some();
     let mut routes = api::handlers(state);
+    if notifying {
+        // Inside the auth layer, so it sees the authenticated user.
+        routes = routes.layer(middleware::from_fn(notify_context));
+    }
     if let Some(auth) = auth {
         routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
     }
     api::outer_layers(routes, responses, proxy)
+}
+
+/// The client's address, as notification events report it (`request.addr`):
+/// the TCP peer with its port, or the client a trusted proxy forwarded for.
+fn client_addr(req: &axum::extract::Request) -> Option<String> {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    match (req.extensions().get::<Arc<api::ClientInfo>>(), peer) {
+        (Some(info), Some(peer)) if info.client != peer.ip() => Some(info.client.to_string()),
+        (Some(info), None) => Some(info.client.to_string()),
+        (_, peer) => peer.map(|p| p.to_string()),
+    }
+}
+
+/// Adds what notification events say about the request (client address,
+/// host, user agent, authenticated user) for the handlers.
+async fn notify_context(
+    mut req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let user = req
+        .extensions()
+        .get::<crate::auth::AuthenticatedUser>()
+        .map(|u| u.0.clone());
+    let ctx = crate::notify::RequestContext::new(
+        req.method(),
+        req.headers(),
+        req.extensions()
+            .get::<Arc<api::ClientInfo>>()
+            .and_then(|i| i.absolute_root.clone()),
+        client_addr(&req),
+        user.as_deref(),
+    );
+    req.extensions_mut().insert(Arc::new(ctx));
+    next.run(req).await
 }
 
 /// A registry built from its configuration, ready to serve.
@@ -54,6 +96,9 @@ pub struct Registry {
     /// The certificate reloader, stopped when the registry is dropped.
     tls_reloader: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Tls>,
+    /// `[notifications]`: its dispatcher and workers stop with it (what
+    /// they had queued stays on disk).
+    notifier: Option<Arc<crate::notify::Notifier>>,
     http2: bool,
     summary: Summary,
     /// The debug listener (`http.debug.addr`), started by [`Registry::serve`].
@@ -127,8 +172,17 @@ impl Registry {
         if readonly && config.gc.enabled {
             tracing::warn!("read-only mode (storage.maintenance.readonly.enabled): the online collector does not run");
         }
+        let notifier = crate::notify::Notifier::start(
+            &config.notifications,
+            root,
+            crate::notify::source(config.listen_addr()?.port()),
+        )?;
         let gc = if config.gc.enabled && !readonly {
-            Some(crate::gc::spawn_online(store.clone(), &config.gc)?)
+            Some(crate::gc::spawn_online(
+                store.clone(),
+                &config.gc,
+                notifier.clone(),
+            )?)
         } else {
             None
         };
@@ -154,6 +208,7 @@ impl Registry {
             proxy: Arc::new(
                 api::ProxyPolicy::from_config(&config.http).map_err(anyhow::Error::msg)?,
             ),
+            notifier: notifier.clone(),
         };
         let reloader = Reloader::new(
             config,
@@ -164,6 +219,7 @@ impl Registry {
                 responses: state.responses.clone(),
                 auth: auth.clone(),
                 collector: gc,
+                notifier: notifier.clone(),
             },
         );
         Ok(Registry {
@@ -171,6 +227,7 @@ impl Registry {
             router: app(state, auth),
             tls_reloader,
             tls,
+            notifier,
             http2: !config.http.http2.disabled,
             summary,
             debug,
@@ -182,6 +239,12 @@ impl Registry {
     /// serves (see [`Reloader::reload`]).
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
+    }
+
+    /// The notifier, when an endpoint is enabled (for a reload to
+    /// [`crate::notify::Notifier::reconfigure`]).
+    pub fn notifier(&self) -> Option<Arc<crate::notify::Notifier>> {
+        self.notifier.clone()
     }
 
     /// The application, for serving it some other way (`oneshot` in tests).
@@ -218,6 +281,9 @@ impl Registry {
             tls = self.tls.is_some(),
             "listening on {local}"
         );
+        if let Some(n) = &self.notifier {
+            n.set_listen_port(listener.local_addr()?.port());
+        }
         let max_connections = self.limits.get().max_connections;
         let slots = Arc::new(Semaphore::new(max_connections));
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -316,6 +382,10 @@ impl Registry {
                 "in-flight requests still running after {}s: stopping anyway",
                 SHUTDOWN_GRACE.as_secs()
             ),
+        }
+        if let Some(n) = &self.notifier {
+            // Onto disk, not delivered: the next start delivers them.
+            n.settle(Duration::from_secs(5)).await;
         }
         tracing::info!("stopped");
         Ok(())

@@ -41,6 +41,8 @@ struct Inner {
     /// The online collector, when it runs (with `gc.enabled`, not in
     /// read-only mode).
     collector: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// `[notifications]`, when an endpoint was enabled at start.
+    notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// What a reload did.
@@ -87,6 +89,7 @@ pub(super) struct Parts {
     pub responses: Arc<Live<ResponsePolicy>>,
     pub auth: Option<Arc<Auth>>,
     pub collector: Option<tokio::task::JoinHandle<()>>,
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl Reloader {
@@ -101,6 +104,7 @@ impl Reloader {
                 responses: parts.responses,
                 auth: parts.auth,
                 collector: Mutex::new(parts.collector),
+                notifier: parts.notifier,
             }),
         }
     }
@@ -296,7 +300,7 @@ impl Inner {
             }
         }
         if run && collector.is_none() {
-            match crate::gc::spawn_online(self.store.clone(), gc) {
+            match crate::gc::spawn_online(self.store.clone(), gc, self.notifier.clone()) {
                 Ok(task) => *collector = Some(task),
                 Err(e) => tracing::error!("the online collector cannot start: gc.retention: {e}"),
             }
@@ -320,5 +324,23 @@ impl Inner {
     /// `report.applied` or `report.needs_restart`. Runs after the restart
     /// checks above and before their warnings are logged; nothing here may
     /// fail (build what can fail at the top of [`Reloader::reload`]).
-    fn reload_others(&self, _old: &Config, _new: &Config, _report: &mut Reloaded) {}
+    fn reload_others(&self, old: &Config, new: &Config, report: &mut Reloaded) {
+        // Compared whole (not by Debug, which hides header values).
+        if old.notifications != new.notifications {
+            let key = "notifications".to_string();
+            match &self.notifier {
+                Some(n) => match n.reconfigure(&new.notifications) {
+                    Ok(()) => report.applied.push(key),
+                    Err(e) => {
+                        tracing::error!(
+                            "notifications not reconfigured, the old endpoints stay: {e:#}"
+                        );
+                        report.needs_restart.push(key);
+                    }
+                },
+                // No endpoint was enabled at start: no notifier to reconfigure.
+                None => report.needs_restart.push(key),
+            }
+        }
+    }
 }

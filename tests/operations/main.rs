@@ -1,6 +1,6 @@
 //! Black-box tests of the operations settings (read-only mode, configured
 //! response headers, CORS, reverse proxies, the debug listener's metrics
-//! and health) against the real binary, one module per topic.
+//! and health, notifications) against the real binary, one module per topic.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,6 +9,7 @@ mod cors;
 mod headers;
 mod health;
 mod metrics;
+mod notifications;
 mod proxy;
 mod readonly;
 mod reload;

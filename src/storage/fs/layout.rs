@@ -20,6 +20,8 @@
 //! _berth/tmp/                                  Berth only: files being written
 //! _berth/lock                                  Berth only: the data-dir lock
 //! _berth/ready-probe                           Berth only: written and removed by /readyz
+//! _berth/notifications/<endpoint>/<seq>.json   Berth only: events queued for a
+//!                                              notification endpoint
 //! ```
 //!
 //! registry:2 skips directories starting with `_` when it walks repositories and
@@ -30,6 +32,12 @@ use std::path::{Path, PathBuf};
 
 use super::io::list_dir;
 use crate::oci::{Algorithm, Digest, RepoName};
+
+/// `_berth/notifications` of the data dir at `root`: one directory per
+/// endpoint, one file per queued event (see `crate::notify`).
+pub fn notification_queues(root: &Path) -> PathBuf {
+    Layout::new(root).notification_queues()
+}
 
 /// Marks a repository directory: one holding any of these is a repository.
 const MANIFESTS: &str = "_manifests";
@@ -76,6 +84,10 @@ impl Layout {
     }
     pub fn berth(&self) -> PathBuf {
         self.v2.join("_berth")
+    }
+    /// Where the events queued for notification endpoints wait.
+    pub fn notification_queues(&self) -> PathBuf {
+        self.berth().join("notifications")
     }
     pub fn lock_file(&self) -> PathBuf {
         self.berth().join("lock")

@@ -21,6 +21,8 @@ mod referrers;
 mod store;
 mod uploads;
 
+pub use layout::notification_queues;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
