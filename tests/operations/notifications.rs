@@ -787,3 +787,113 @@ fn redirects_are_followed_within_the_endpoint_and_never_to_another_host() {
         elsewhere.received()
     );
 }
+
+/// Waits (up to 10 s) for the log line that ends the next SIGHUP reload.
+fn reload(reg: &Registry) -> String {
+    let done = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("configuration reloaded") || l.contains("not reloaded"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = done(&reg.logs()).len();
+    reg.hangup();
+    let mut last = None;
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = done(&reg.logs()).get(before).cloned();
+        last.is_some()
+    });
+    assert!(ok, "no reload logged:\n{}", reg.logs());
+    last.unwrap_or_default()
+}
+
+#[test]
+fn a_reload_sends_the_next_events_to_the_reconfigured_endpoint() {
+    let (old, new) = (Sink::start(), Sink::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), &endpoints(&[("hook", &old.url(), "")]));
+    let api = Api::on(start(&tmp.path().join("data"), &config, &[]));
+    let (_, first) = api.push_oci_image("reload/app", "v1", 5);
+    old.wait_for("before the reload", |e| {
+        e.iter().any(|e| e["target"]["digest"] == first.as_str())
+    });
+
+    // The same endpoint name with a new URL and a header: the queue is kept,
+    // the worker starts anew on it.
+    write_config(
+        tmp.path(),
+        &endpoints(&[(
+            "hook",
+            &new.url(),
+            "[notifications.endpoints.headers]\nX-Reloaded = [\"yes\"]",
+        )]),
+    );
+    let line = reload(&api.reg);
+    assert!(
+        line.contains("applied") && line.contains("notifications"),
+        "{line}"
+    );
+    let (_, second) = api.push_oci_image("reload/app", "v2", 6);
+    let events = new.wait_for("after the reload", |e| {
+        e.iter().any(|e| e["target"]["digest"] == second.as_str())
+    });
+    assert!(
+        events
+            .iter()
+            .all(|e| e["target"]["digest"] != first.as_str()),
+        "an event delivered before the reload came again: {}",
+        pretty(&events)
+    );
+    assert!(new
+        .received()
+        .iter()
+        .all(|r| r.header("x-reloaded") == ["yes"]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        old.events()
+            .iter()
+            .all(|e| e["target"]["digest"] != second.as_str()),
+        "the old endpoint still gets events"
+    );
+}
+
+#[test]
+fn behind_a_trusted_proxy_events_name_the_forwarded_client_and_public_url() {
+    let sink = Sink::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = endpoints(&[("hook", &sink.url(), "")]);
+    text.insert_str(
+        0,
+        "[http]\nprefix = \"/reg/\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n",
+    );
+    let config = write_config(tmp.path(), &text);
+    let reg = start(&tmp.path().join("data"), &config, &[]);
+    // A pull through a "proxy" at 127.0.0.1 that forwards for 203.0.113.7.
+    let client = reqwest::blocking::Client::new();
+    let body = b"{}".to_vec();
+    let digest = sha256(&body);
+    let url = format!("{}/reg/v2/fwd/app/blobs/uploads/?digest={digest}", reg.base);
+    let put = client
+        .post(url)
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-host", "registry.example:8443")
+        .header("x-forwarded-proto", "https")
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201, "{:?}", put.text());
+    let events = sink.wait_for("the push", |e| !e.is_empty());
+    let push = find(&events, "push", &digest);
+    assert_eq!(
+        push["request"]["addr"],
+        "203.0.113.7",
+        "{}",
+        pretty(&events)
+    );
+    assert_eq!(
+        push["target"]["url"],
+        format!("https://registry.example:8443/reg/v2/fwd/app/blobs/{digest}"),
+        "{}",
+        pretty(&events)
+    );
+}
