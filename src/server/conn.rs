@@ -23,6 +23,23 @@ use crate::config::Limits;
 /// Serves one connection until it ends, the watchdog closes it or, after
 /// the shutdown signal, its request in flight is done. Holds `_permit`
 /// (its slot under `limits.max_connections`) until then.
+/// The next connection of `listener`. An error (EMFILE and the like) is
+/// logged, naming `listener_name`, and waited out a little rather than spun on.
+pub(super) async fn accept(
+    listener: &tokio::net::TcpListener,
+    listener_name: &str,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(a) => return a,
+            Err(e) => {
+                tracing::warn!(error = %e, "{listener_name}: cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 pub(super) async fn connection<S>(
     builder: auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,

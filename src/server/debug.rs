@@ -128,14 +128,7 @@ async fn run(
     let mut stop = std::pin::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "debug listener: cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = super::conn::accept(&listener, "debug listener") => accepted,
             _ = &mut stop => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {

@@ -326,15 +326,7 @@ impl Registry {
                 full_logged = false;
             }
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and the like: wait a little rather than spin.
-                        tracing::warn!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                accepted = conn::accept(&listener, "registry listener") => accepted,
                 _ = &mut shutdown => break,
             };
             let (builder, watcher, router) =
