@@ -17,6 +17,20 @@ pub struct RequestContext {
     pub base_url: String,
 }
 
+/// The most of a `Host` header an event keeps (a DNS name is at most 253).
+const MAX_HOST: usize = 255;
+/// The most of a `User-Agent` an event keeps (docker's is about 200).
+const MAX_USER_AGENT: usize = 1024;
+
+/// `s`, cut to at most `max` bytes at a character boundary.
+fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 impl RequestContext {
     /// From the request's method and headers, the client's address and the
     /// authenticated user (if any).
@@ -27,25 +41,30 @@ impl RequestContext {
         addr: Option<String>,
         user: Option<&str>,
     ) -> RequestContext {
-        let text = |h| {
+        // What a client sends is cut to a bound: an event is queued on disk
+        // for every pull, and a header may be hundreds of KiB.
+        let text = |h, max| {
             headers
                 .get(h)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
+                .map(|s| bounded(s, max))
         };
-        let host = text(header::HOST).unwrap_or_default();
+        let host = text(header::HOST, MAX_HOST).unwrap_or_default();
         RequestContext {
             request: RequestRecord {
                 id: uuid::Uuid::new_v4().to_string(),
                 addr: addr.unwrap_or_default(),
                 host,
                 method: method.as_str().to_string(),
-                useragent: text(header::USER_AGENT).unwrap_or_default(),
+                useragent: text(header::USER_AGENT, MAX_USER_AGENT).unwrap_or_default(),
             },
             actor: Actor {
                 name: user.unwrap_or_default().to_string(),
             },
-            base_url: base_url.unwrap_or_default(),
+            // A URL longer than any real host makes is left out, not cut.
+            base_url: base_url
+                .filter(|u| u.len() <= MAX_HOST + 64)
+                .unwrap_or_default(),
         }
     }
 }
@@ -192,5 +211,24 @@ impl<'a> Hook<'a> {
                 ..Target::default()
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_client_sends_is_cut_to_a_bound() {
+        let mut headers = HeaderMap::new();
+        let agent = "a".repeat(4000);
+        headers.insert(header::USER_AGENT, agent.parse().unwrap());
+        headers.insert(header::HOST, "h".repeat(5000).parse().unwrap());
+        let long_url = Some(format!("https://{}", "h".repeat(5000)));
+        let ctx = RequestContext::new(&Method::GET, &headers, long_url, None, None);
+        assert_eq!(ctx.request.useragent.len(), MAX_USER_AGENT);
+        assert_eq!(bounded("aé", 2), "a");
+        assert_eq!(ctx.request.host.len(), MAX_HOST);
+        assert!(ctx.base_url.is_empty());
     }
 }
