@@ -325,8 +325,13 @@ impl Inner {
     /// checks above and before their warnings are logged; nothing here may
     /// fail (build what can fail at the top of [`Reloader::reload`]).
     fn reload_others(&self, old: &Config, new: &Config, report: &mut Reloaded) {
+        if new.notifications.events != self.started.notifications.events {
+            report
+                .needs_restart
+                .push("notifications.events.includereferences".into());
+        }
         // Compared whole (not by Debug, which hides header values).
-        if old.notifications != new.notifications {
+        if old.notifications.endpoints != new.notifications.endpoints {
             let key = "notifications".to_string();
             match &self.notifier {
                 Some(n) => match n.reconfigure(&new.notifications) {
