@@ -91,7 +91,7 @@ pub fn outer_layers(
     proxy: Arc<ProxyPolicy>,
 ) -> Router {
     routes
-        .layer(middleware::from_fn(crate::telemetry::instrument))
+        .layer(middleware::from_fn(super::metrics::instrument))
         .layer(middleware::from_fn_with_state(proxy.clone(), parse_request))
         .layer(middleware::from_fn(close_after_refused_body))
         .layer(middleware::from_fn_with_state(policy.clone(), cors))

@@ -13,6 +13,7 @@ mod forwarded;
 mod layers;
 mod lists;
 mod manifests;
+mod metrics;
 mod request;
 pub mod route;
 mod uploads;

@@ -6,11 +6,13 @@
 mod access;
 mod auth;
 mod cors;
+mod debug;
 pub mod duration;
 mod env;
 mod gc;
 mod limits;
 mod notifications;
+mod proxy;
 mod server;
 
 use std::net::SocketAddr;
@@ -21,13 +23,14 @@ use serde::Deserialize;
 pub use access::{AccessConfig, AccessRule, Action, Lockout};
 pub use auth::{AuthConfig, HtpasswdConfig, InitialUser};
 pub use cors::Cors;
+pub use debug::{Debug, Prometheus, DEBUG_HEALTH_PATHS};
 pub use env::env_name;
 pub use gc::{Gc, GcTestHooks, RetentionRule};
 pub use limits::Limits;
 pub use notifications::{Endpoint, EventsConfig, Ignore, Notifications};
+pub use proxy::{IpNet, PublicUrls};
 pub use server::{
-    Debug, Delete, Filesystem, Http, Http2, IpNet, Log, LogFormat, Maintenance, MinTls, Prometheus,
-    PublicUrls, ReadOnly, Storage, Tls, DEBUG_HEALTH_PATHS,
+    Delete, Filesystem, Http, Http2, Log, LogFormat, Maintenance, MinTls, ReadOnly, Storage, Tls,
 };
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -82,7 +82,19 @@ pub fn collect(store: &dyn GcStore, opts: &Options) -> io::Result<Report> {
     run.sweep_links_and_uploads(&present)?;
     run.purge_tmp()?;
     let report = run.finish(started);
-    crate::telemetry::gc_collected(&report);
+    if !report.dry_run {
+        let deleted = [
+            ("blob", report.blobs_deleted),
+            ("manifest", report.manifests_deleted),
+            ("tag", report.tags_deleted),
+            ("link", report.links_removed),
+            ("upload", report.uploads_purged),
+        ];
+        crate::telemetry::gc_collected(
+            &deleted.map(|(k, n)| (k, n as u64)),
+            report.bytes_reclaimed,
+        );
+    }
     Ok(report)
 }
 

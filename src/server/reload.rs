@@ -134,56 +134,7 @@ impl Reloader {
 
         let mut report = Reloaded::default();
         let (old, started) = (&*current, &inner.started);
-        let mut restart = |key: &str| report.needs_restart.push(key.to_string());
-        let (h, sh) = (&new.http, &started.http);
-        if h.addr != sh.addr {
-            restart("http.addr");
-        }
-        for (key, changed) in [
-            (
-                "http.tls.certificate",
-                h.tls.certificate != sh.tls.certificate,
-            ),
-            ("http.tls.key", h.tls.key != sh.tls.key),
-            ("http.tls.minimumtls", h.tls.minimumtls != sh.tls.minimumtls),
-            ("http.tls.clientcas", h.tls.clientcas != sh.tls.clientcas),
-            ("http.http2.disabled", h.http2.disabled != sh.http2.disabled),
-            ("http.debug", differs(&h.debug, &sh.debug)),
-            ("http.host", h.host != sh.host),
-            ("http.prefix", h.prefix != sh.prefix),
-            ("http.relativeurls", h.relativeurls != sh.relativeurls),
-            (
-                "http.trusted_proxies",
-                h.trusted_proxies != sh.trusted_proxies,
-            ),
-            (
-                "storage.filesystem.rootdirectory",
-                new.storage.filesystem.rootdirectory != started.storage.filesystem.rootdirectory,
-            ),
-            (
-                "storage.delete.enabled",
-                new.storage.delete.enabled != started.storage.delete.enabled,
-            ),
-            ("auth", differs(&new.auth, &started.auth)),
-            (
-                "access.lockout",
-                differs(&new.access.lockout, &started.access.lockout),
-            ),
-            ("gc.enabled", new.gc.enabled != started.gc.enabled),
-            (
-                "gc.grace_period",
-                new.gc.grace_period != started.gc.grace_period,
-            ),
-            (
-                "limits.max_connections",
-                new.limits.max_connections != started.limits.max_connections,
-            ),
-            ("log.formatter", new.log.formatter != started.log.formatter),
-        ] {
-            if changed {
-                restart(key);
-            }
-        }
+        report.needs_restart = needs_restart(&new, started);
         inner.reload_others(old, &new, &mut report);
         for key in &report.needs_restart {
             tracing::warn!(
@@ -279,6 +230,64 @@ impl Reloader {
         *current = new;
         Ok(report)
     }
+}
+
+/// The keys changed from what the server `started` with that only a restart
+/// applies (compared with the start, so the warning comes at every reload
+/// until the restart).
+fn needs_restart(new: &Config, started: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut restart = |key: &str| keys.push(key.to_string());
+    let (h, sh) = (&new.http, &started.http);
+    if h.addr != sh.addr {
+        restart("http.addr");
+    }
+    for (key, changed) in [
+        (
+            "http.tls.certificate",
+            h.tls.certificate != sh.tls.certificate,
+        ),
+        ("http.tls.key", h.tls.key != sh.tls.key),
+        ("http.tls.minimumtls", h.tls.minimumtls != sh.tls.minimumtls),
+        ("http.tls.clientcas", h.tls.clientcas != sh.tls.clientcas),
+        ("http.http2.disabled", h.http2.disabled != sh.http2.disabled),
+        ("http.debug", differs(&h.debug, &sh.debug)),
+        ("http.host", h.host != sh.host),
+        ("http.prefix", h.prefix != sh.prefix),
+        ("http.relativeurls", h.relativeurls != sh.relativeurls),
+        (
+            "http.trusted_proxies",
+            h.trusted_proxies != sh.trusted_proxies,
+        ),
+        (
+            "storage.filesystem.rootdirectory",
+            new.storage.filesystem.rootdirectory != started.storage.filesystem.rootdirectory,
+        ),
+        (
+            "storage.delete.enabled",
+            new.storage.delete.enabled != started.storage.delete.enabled,
+        ),
+        ("auth", differs(&new.auth, &started.auth)),
+        (
+            "access.lockout",
+            differs(&new.access.lockout, &started.access.lockout),
+        ),
+        ("gc.enabled", new.gc.enabled != started.gc.enabled),
+        (
+            "gc.grace_period",
+            new.gc.grace_period != started.gc.grace_period,
+        ),
+        (
+            "limits.max_connections",
+            new.limits.max_connections != started.limits.max_connections,
+        ),
+        ("log.formatter", new.log.formatter != started.log.formatter),
+    ] {
+        if changed {
+            restart(key);
+        }
+    }
+    keys
 }
 
 impl Inner {

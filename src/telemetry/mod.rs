@@ -8,15 +8,11 @@
 //! debug listener or its Prometheus endpoint off, `berth garbage-collect`)
 //! every call here is a no-op.
 
-mod layer;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-pub use layer::instrument;
 
 /// registry:2's (docker/go-metrics' `InstrumentHandler`, namespace
 /// `registry`, subsystem `http`): `{code, handler, method}`.
@@ -225,23 +221,14 @@ pub fn password_cache(hit: bool) {
     }
 }
 
-/// A garbage collection run that completed (dry runs count nothing).
-pub fn gc_collected(report: &crate::gc::Report) {
-    if report.dry_run {
-        return;
-    }
+/// A garbage collection run that completed: what it deleted of each kind
+/// (`blob`, `manifest`, `tag`, `link`, `upload`) and the bytes it freed.
+pub fn gc_collected(deleted: &[(&'static str, u64)], freed_bytes: u64) {
     counter!(GC_RUNS, "result" => "ok").increment(1);
-    let deleted = [
-        ("blob", report.blobs_deleted),
-        ("manifest", report.manifests_deleted),
-        ("tag", report.tags_deleted),
-        ("link", report.links_removed),
-        ("upload", report.uploads_purged),
-    ];
-    for (kind, n) in deleted {
-        counter!(GC_DELETED, "kind" => kind).increment(n as u64);
+    for &(kind, n) in deleted {
+        counter!(GC_DELETED, "kind" => kind).increment(n);
     }
-    counter!(GC_FREED_BYTES).increment(report.bytes_reclaimed);
+    counter!(GC_FREED_BYTES).increment(freed_bytes);
 }
 
 /// A garbage collection run that failed.

@@ -1,5 +1,5 @@
-//! The HTTP layer that measures every API request as registry:2 does
-//! (docker/go-metrics' `InstrumentHandler`): requests by status code,
+//! The HTTP layer that measures every API request as registry:2 does (names in
+//! [`crate::telemetry`]; docker/go-metrics' `InstrumentHandler`): requests by status code,
 //! handler and method; latency; request and response sizes; requests in
 //! flight. A request counts when its response body is done (sent, or given
 //! up by the client), so the latency of a blob download includes the
@@ -19,8 +19,8 @@ use axum::response::Response;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use metrics::{counter, gauge, histogram, Counter, Gauge};
 
-use super::*;
-use crate::api::{ParsedRequest, Route};
+use super::{ParsedRequest, Route};
+use crate::telemetry::*;
 
 /// registry:2's handler names (its route names with `_` for `-`), and
 /// `referrers` for the endpoint it lacks; `unknown` for a path that names
@@ -56,7 +56,7 @@ fn method_label(m: &Method) -> &'static str {
 /// The layer (inside the route parser, which it reads the route from);
 /// it passes requests untouched while no Prometheus recorder is installed.
 pub async fn instrument(req: Request, next: Next) -> Response {
-    if !super::recording() {
+    if !crate::telemetry::recording() {
         return next.run(req).await;
     }
     let handler = req
