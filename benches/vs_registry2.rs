@@ -116,15 +116,20 @@ fn rows(c: &Cfg) -> Vec<Row> {
     let size = |b: u64| {
         if b >= 1 << 30 {
             format!("{} GiB", b >> 30)
-        } else {
+        } else if b >= 1 << 20 {
             format!("{} MiB", b >> 20)
+        } else {
+            format!("{} KiB", b >> 10)
         }
     };
     let n = c.blob_count;
     let bs = size(c.blob_size);
     let t = TRANSFER_CLIENTS;
     for (k, name) in [
-        ("push_mono", format!("blob push monolithic {n} x {bs}, c={t}")),
+        (
+            "push_mono",
+            format!("blob push monolithic {n} x {bs}, c={t}"),
+        ),
         (
             "push_chunk",
             format!("blob push chunked ({}) {n} x {bs}, c={t}", size(c.chunk)),
@@ -155,10 +160,7 @@ fn rows(c: &Cfg) -> Vec<Row> {
     );
     row(
         "cat_big_first",
-        format!(
-            "start-up to first catalog page, {} repos",
-            c.catalog_big
-        ),
+        format!("start-up to first catalog page, {} repos", c.catalog_big),
         "s",
         Lower,
     );
@@ -182,8 +184,20 @@ fn rows(c: &Cfg) -> Vec<Row> {
         Lower,
     );
     row(
+        "rss_bigpush_added",
+        format!("RSS added by the {} push (peak minus before)", size(c.big)),
+        "MiB",
+        Lower,
+    );
+    row(
         "rss_bigpull",
         format!("peak RSS during the {} pull", size(c.big)),
+        "MiB",
+        Lower,
+    );
+    row(
+        "rss_bigpull_added",
+        format!("RSS added by the {} pull (peak minus before)", size(c.big)),
         "MiB",
         Lower,
     );
@@ -195,12 +209,18 @@ fn rows(c: &Cfg) -> Vec<Row> {
     );
     row(
         "index_mem",
-        format!("catalog memory: that minus idle RSS"),
+        format!(
+            "catalog memory, {} repos: that minus idle RSS",
+            c.catalog_big
+        ),
         "MiB",
         Lower,
     );
     rows
 }
+
+/// A small-request workload: key, method, path, headers.
+type SmallReq<'a> = (&'static str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
 
 struct Inputs {
     mono: Vec<Blob>,
@@ -224,27 +244,32 @@ fn rss_mib(pid: u32) -> f64 {
 /// Every workload against one server kind, on fresh data dirs.
 fn round(kind: Kind, round: usize, c: &Cfg, inp: &Inputs, out: &mut Results) {
     let name = kind.name();
-    let dir = |what: &str| inp.scratch.join(format!("{what}-{}-{round}", name.replace(':', "")));
+    let dir = |what: &str| {
+        inp.scratch
+            .join(format!("{what}-{}-{round}", name.replace(':', "")))
+    };
     let step = |what: &str| eprintln!("  [{name} round {}] {what}", round + 1);
 
     // An empty registry: idle memory, small requests, transfers.
     let root = dir("data");
     let s = server::start(kind, &root, None, &inp.scratch);
     std::thread::sleep(Duration::from_millis(500));
-    out.add(kind, "rss_idle", rss_mib(s.pid));
+    let idle = rss_mib(s.pid);
+    out.add(kind, "rss_idle", idle);
     step("small requests");
     let mut conn = Conn::new(&s.addr);
     for i in 0..10 {
-        let tag = if i == 0 { "latest".to_string() } else { format!("v{i}") };
+        let tag = if i == 0 {
+            "latest".to_string()
+        } else {
+            format!("v{i}")
+        };
         work::push_image(&mut conn, "bench/app", &tag, 1_000_000 + i);
     }
     work::push_blob(&mut conn, "bench/app", &inp.probe, None);
-    let accept = [(
-        "Accept",
-        "application/vnd.oci.image.manifest.v1+json",
-    )];
+    let accept = [("Accept", "application/vnd.oci.image.manifest.v1+json")];
     let head = format!("/v2/bench/app/blobs/{}", inp.probe.digest);
-    let smalls: [(&'static str, &str, &str, &[(&str, &str)]); 4] = [
+    let smalls: [SmallReq; 4] = [
         ("manifest", "GET", "/v2/bench/app/manifests/latest", &accept),
         ("head", "HEAD", &head, &[]),
         ("tags", "GET", "/v2/bench/app/tags/list", &[]),
@@ -259,7 +284,14 @@ fn round(kind: Kind, round: usize, c: &Cfg, inp: &Inputs, out: &mut Results) {
     let t = TRANSFER_CLIENTS;
     let r = work::push_blobs(&s.addr, s.pid, "bench/mono", &inp.mono, t, None);
     record_transfer(out, kind, "push_mono", &r);
-    let r = work::push_blobs(&s.addr, s.pid, "bench/chunked", &inp.chunked, t, Some(c.chunk));
+    let r = work::push_blobs(
+        &s.addr,
+        s.pid,
+        "bench/chunked",
+        &inp.chunked,
+        t,
+        Some(c.chunk),
+    );
     record_transfer(out, kind, "push_chunk", &r);
     let (ips, cores) = work::push_images(&s.addr, s.pid, t, c.secs);
     out.add(kind, "images", ips);
@@ -270,13 +302,19 @@ fn round(kind: Kind, round: usize, c: &Cfg, inp: &Inputs, out: &mut Results) {
     work::pull_blobs(&s.addr, s.pid, "bench/chunked", &inp.chunked[..1], 1, true);
 
     step("big blob");
+    let before = rss_mib(s.pid);
     let sampler = RssSampler::start(s.pid);
     let r = work::push_blobs(&s.addr, s.pid, "bench/big", &inp.big, 1, None);
-    out.add(kind, "rss_bigpush", sampler.finish());
+    let peak = sampler.finish();
+    out.add(kind, "rss_bigpush", peak);
+    out.add(kind, "rss_bigpush_added", peak - before);
     record_transfer(out, kind, "bigpush", &r);
+    let before = rss_mib(s.pid);
     let sampler = RssSampler::start(s.pid);
     let r = work::pull_blobs(&s.addr, s.pid, "bench/big", &inp.big, 1, c.smoke);
-    out.add(kind, "rss_bigpull", sampler.finish());
+    let peak = sampler.finish();
+    out.add(kind, "rss_bigpull", peak);
+    out.add(kind, "rss_bigpull_added", peak - before);
     record_transfer(out, kind, "bigpull", &r);
     drop(s);
     fresh(&root);
@@ -327,6 +365,7 @@ fn round(kind: Kind, round: usize, c: &Cfg, inp: &Inputs, out: &mut Results) {
     std::thread::sleep(Duration::from_millis(200));
     let rss = rss_mib(s.pid);
     out.add(kind, "rss_cat_big", rss);
+    out.add(kind, "index_mem", rss - idle);
     drop(s);
     fresh(&root);
 }
@@ -339,7 +378,10 @@ fn first_page(s: &Server, out: &mut Results, kind: Kind) {
         if matches!(r, Ok(ref r) if r.status == 200) {
             break;
         }
-        assert!(s.spawned.elapsed() < Duration::from_secs(300), "no catalog page");
+        assert!(
+            s.spawned.elapsed() < Duration::from_secs(300),
+            "no catalog page"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     out.add(kind, "cat_big_first", s.spawned.elapsed().as_secs_f64());
@@ -422,7 +464,9 @@ fn main() {
     eprintln!("generating blobs and trees ...");
     let base = data::base(16 << 20);
     let n = c.blob_count as u64;
-    let mono: Vec<Blob> = (0..n).map(|i| Blob::new(&base, i + 1, c.blob_size)).collect();
+    let mono: Vec<Blob> = (0..n)
+        .map(|i| Blob::new(&base, i + 1, c.blob_size))
+        .collect();
     let chunked: Vec<Blob> = (0..n)
         .map(|i| Blob::new(&base, n + i + 1, c.blob_size))
         .collect();
@@ -460,7 +504,13 @@ fn main() {
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let rev = command_line(
         "git",
-        &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"],
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
     );
     let r2 = if reference {
         command_line(server::REGISTRY2, &["--version"])
@@ -473,10 +523,14 @@ fn main() {
     };
     let mut md = format!(
         "Berth {} ({rev}) vs registry:2 (Debian docker-registry {r2}), {date}{}.\n\
-         {} rounds A B A B, fresh data dirs; {} s per small-request phase; \
+         {} round(s), A B A B, fresh data dirs; {} s per small-request phase; \
          {} wall.\nMachine: {}; {}.\n\n",
         env!("CARGO_PKG_VERSION"),
-        if c.smoke { ", SMOKE sizes (not figures)" } else { "" },
+        if c.smoke {
+            ", SMOKE sizes (not figures)"
+        } else {
+            ""
+        },
         c.rounds,
         c.secs,
         format_args!("{:.0} s", started.elapsed().as_secs_f64()),

@@ -126,7 +126,8 @@ fn put_blob(root: &Path, data: &[u8]) -> io::Result<String> {
 /// each with tag `latest` on one shared image) and, when `tags > 0`, the
 /// repository `bench/tags` with that many tags (`tNNNNN`) on the same image.
 pub fn catalog_tree(root: &Path, repos: usize, tags: usize) -> io::Result<()> {
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let cd = put_blob(root, config)?;
     let m = manifest((&cd, config.len()), &[]);
     let md = put_blob(root, &m)?;

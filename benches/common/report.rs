@@ -64,7 +64,11 @@ impl Results {
     }
 
     fn cell(&self, kind: Kind, key: &str) -> (String, f64) {
-        match self.values.iter().find(|((k, n), _)| *k == kind && *n == key) {
+        match self
+            .values
+            .iter()
+            .find(|((k, n), _)| *k == kind && *n == key)
+        {
             Some((_, v)) if !v.is_empty() => {
                 let min = v.iter().copied().fold(f64::INFINITY, f64::min);
                 let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -203,7 +203,11 @@ pub fn pull_blobs(
         let r = expect(conn.send("GET", &path, &[], Body::Empty, sink), 200, &path);
         assert_eq!(r.len, b.len, "{path}: length");
         if verify {
-            assert_eq!(r.sha256.as_deref(), Some(b.digest.as_str()), "{path}: bytes");
+            assert_eq!(
+                r.sha256.as_deref(),
+                Some(b.digest.as_str()),
+                "{path}: bytes"
+            );
         }
     });
     transfer(bytes as f64, meter.stop())
@@ -213,7 +217,10 @@ pub fn pull_blobs(
 pub fn push_image(c: &mut Conn, repo: &str, tag: &str, seed: u64) {
     let mut layer = vec![0u8; 16 * 1024];
     for (i, b) in layer.iter_mut().enumerate() {
-        *b = ((i as u64).wrapping_mul(31).wrapping_add(seed.wrapping_mul(7919)) % 251) as u8;
+        *b = ((i as u64)
+            .wrapping_mul(31)
+            .wrapping_add(seed.wrapping_mul(7919))
+            % 251) as u8;
     }
     layer[..8].copy_from_slice(&seed.to_le_bytes());
     let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#).into_bytes();
@@ -240,10 +247,7 @@ pub fn push_image(c: &mut Conn, repo: &str, tag: &str, seed: u64) {
     let r = c.send(
         "PUT",
         &format!("/v2/{repo}/manifests/{tag}"),
-        &[(
-            "Content-Type",
-            "application/vnd.oci.image.manifest.v1+json",
-        )],
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
         Body::Bytes(&m),
         Sink::Keep,
     );
