@@ -248,7 +248,14 @@ fn round(kind: Kind, round: usize, c: &Cfg, inp: &Inputs, out: &mut Results) {
         inp.scratch
             .join(format!("{what}-{}-{round}", name.replace(':', "")))
     };
-    let step = |what: &str| eprintln!("  [{name} round {}] {what}", round + 1);
+    let t_round = Instant::now();
+    let step = |what: &str| {
+        eprintln!(
+            "  [{name} round {} +{:.1}s] {what}",
+            round + 1,
+            t_round.elapsed().as_secs_f64()
+        )
+    };
 
     // An empty registry: idle memory, small requests, transfers.
     let root = dir("data");
@@ -494,13 +501,40 @@ fn main() {
     if reference {
         kinds.push(Kind::Registry2);
     }
+    let load_start = loadavg();
     let mut results = Results::default();
     for r in 0..c.rounds {
         for &k in &kinds {
             round(k, r, &c, &inputs, &mut results);
         }
+        // The table so far, so that a cut-short run still leaves figures.
+        let md = render(&c, &results, reference, r + 1, started, &load_start);
+        if r + 1 < c.rounds {
+            write_results(&md);
+        } else {
+            println!("\n{md}");
+            write_results(&md);
+        }
     }
+}
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn render(
+    c: &Cfg,
+    results: &Results,
+    reference: bool,
+    done: usize,
+    started: Instant,
+    load_start: &str,
+) -> String {
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let rev = command_line(
         "git",
@@ -523,8 +557,9 @@ fn main() {
     };
     let mut md = format!(
         "Berth {} ({rev}) vs registry:2 (Debian docker-registry {r2}), {date}{}.\n\
-         {} round(s), A B A B, fresh data dirs; {} s per small-request phase; \
-         {} wall.\nMachine: {}; {}.\n\n",
+         {done} of {} round(s), A B A B, fresh data dirs; {} s per small-request phase; \
+         {} wall; load average {load_start} at the start, {} at the end.\n\
+         Machine: {}; {}.\n\n",
         env!("CARGO_PKG_VERSION"),
         if c.smoke {
             ", SMOKE sizes (not figures)"
@@ -534,16 +569,20 @@ fn main() {
         c.rounds,
         c.secs,
         format_args!("{:.0} s", started.elapsed().as_secs_f64()),
+        loadavg(),
         machine(),
         command_line("rustc", &["--version"]),
     );
-    md.push_str(&results.table(&rows(&c), reference));
-    println!("\n{md}");
+    md.push_str(&results.table(&rows(c), reference));
+    md
+}
+
+fn write_results(md: &str) {
     let file = results_file();
     if let Some(p) = file.parent() {
         let _ = std::fs::create_dir_all(p);
     }
-    match std::fs::write(&file, &md) {
+    match std::fs::write(&file, md) {
         Ok(()) => eprintln!("written to {}", file.display()),
         Err(e) => eprintln!("cannot write {}: {e}", file.display()),
     }
