@@ -7,8 +7,9 @@
 //! `PULL_COUNT` (32) blobs of `PULL_MIB` (16) MiB, `PULL_PASSES` (2) times
 //! over; then one blob of `PULL_BIG_MIB` (2048) MiB. `BENCH_ROUNDS` (3)
 //! rounds, servers alternated A B A B, medians and spreads (min-max)
-//! printed. `BERTH_BEFORE=/path/to/berth` adds another Berth binary (say,
-//! a build before a change) to the same run.
+//! printed. `BERTH_BEFORE=/path/to/berth[:/path/to/another]` adds other
+//! Berth binaries (say, builds before a change; named by their file names)
+//! to the same run.
 //!
 //! The measuring pieces ([`cpu_seconds`], [`rss_kib`], [`pull_all`]) are
 //! self-contained so another benchmark can reuse them.
@@ -290,8 +291,13 @@ async fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_berth").into());
     let mut servers = vec![start_berth("berth", &berth)];
-    if let Some(before) = std::env::var_os("BERTH_BEFORE") {
-        servers.push(start_berth("berth-before", Path::new(&before)));
+    if let Some(others) = std::env::var_os("BERTH_BEFORE") {
+        for bin in std::env::split_paths(&others) {
+            let name = bin.file_name().map_or("berth-before".into(), |n| {
+                n.to_string_lossy().into_owned()
+            });
+            servers.push(start_berth(&name, &bin));
+        }
     }
     servers.extend(start_registry2());
 
@@ -363,7 +369,7 @@ async fn main() {
         "\nblob pull: c=4 x {count} x {mib} MiB x {passes} passes; 1 x {big_mib} MiB; {rounds} rounds (median, min-max)"
     );
     println!(
-        "{:<13} {:>24} {:>26} {:>24} {:>26} {:>14}",
+        "{:<15} {:>24} {:>26} {:>24} {:>26} {:>14}",
         "server", "c=4 MiB/s", "c=4 CPU-s/GiB", "big MiB/s", "big CPU-s/GiB", "big +RSS MiB"
     );
     for (s, f) in servers.iter().zip(&figures) {
@@ -380,7 +386,7 @@ async fn main() {
             }
         };
         println!(
-            "{:<13} {:>24} {:>26} {:>24} {:>26} {:>14.1}",
+            "{:<15} {:>24} {:>26} {:>24} {:>26} {:>14.1}",
             s.name,
             cell(&f.small.mibs),
             cell(&f.small.cpu_per_gib),

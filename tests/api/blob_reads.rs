@@ -218,3 +218,35 @@ fn a_blob_file_shorter_than_its_range_cuts_the_body_instead_of_padding_it() {
     // The server is still up.
     api.get("/v2/").expect(200);
 }
+
+#[test]
+fn a_multi_window_blob_and_its_ranges_are_exact_over_h2c() {
+    if !support::tools::have("curl") {
+        return;
+    }
+    let api = Api::start();
+    let size = 2 * WINDOW + 9;
+    let data = noise(size, 41);
+    let d = api.push_blob("reads/h2c", &data);
+    let url = api.url(&format!("/v2/reads/h2c/blobs/{d}"));
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got");
+    for (range, want) in [
+        (None, &data[..]),
+        (Some("4194300-8388700"), &data[4194300..=8388700]),
+    ] {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sS", "--max-time", "30", "--http2-prior-knowledge", "-o"])
+            .arg(&got)
+            .args(["-w", "%{http_version} %{http_code}"]);
+        if let Some(r) = range {
+            cmd.args(["-r", r]);
+        }
+        let out = support::tools::run_ok(cmd.arg(&url), std::time::Duration::from_secs(30));
+        let status = if range.is_some() { "2 206" } else { "2 200" };
+        assert_eq!(out.stdout.trim(), status, "{range:?}: {}", out.all());
+        let body = std::fs::read(&got).unwrap();
+        assert_eq!(body.len(), want.len(), "{range:?}");
+        assert!(body == want, "{range:?}: bytes differ");
+    }
+}
