@@ -15,14 +15,10 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use std::io::IoSlice;
-
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::Limits;
-use crate::storage::{poll_send_mapped, SendMapped};
 
 /// Serves one connection until it ends, the watchdog closes it or, after
 /// the shutdown signal, its request in flight is done. Holds `_permit`
@@ -36,7 +32,7 @@ pub(super) async fn connection<S>(
     peer: SocketAddr,
     _permit: OwnedSemaphorePermit,
 ) where
-    S: Socket,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(Tracked {
@@ -191,37 +187,11 @@ impl Activity {
     }
 }
 
-/// A connection's stream: a TCP socket or a TLS stream.
-pub(super) trait Socket: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The socket itself when bytes written to the stream go to it as
-    /// they are (plain TCP): blob bodies are then sent with `sendfile`.
-    fn plain_tcp(&self) -> Option<&TcpStream> {
-        None
-    }
-}
-
-impl Socket for TcpStream {
-    fn plain_tcp(&self) -> Option<&TcpStream> {
-        Some(self)
-    }
-}
-
-impl Socket for tokio_rustls::server::TlsStream<TcpStream> {}
-
 /// A connection's socket (or its TLS stream), telling its [`Activity`]
 /// about every byte.
 struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
-}
-
-impl<S> Tracked<S> {
-    fn wrote(&self, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
@@ -239,17 +209,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-impl<S: Socket> AsyncWrite for Tracked<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if let Some(tcp) = self.inner.plain_tcp() {
-            if let SendMapped::Sent(r) = poll_send_mapped(tcp, cx, &[IoSlice::new(buf)]) {
-                return self.wrote(r);
-            }
-        }
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -260,19 +225,13 @@ impl<S: Socket> AsyncWrite for Tracked<S> {
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
-        bufs: &[IoSlice<'_>],
+        bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let mut bufs = bufs;
-        if let Some(tcp) = self.inner.plain_tcp() {
-            // A blob body's window goes with `sendfile`; what precedes it
-            // (a response header) is written as usual.
-            match poll_send_mapped(tcp, cx, bufs) {
-                SendMapped::Sent(r) => return self.wrote(r),
-                SendMapped::NotMapped(n) => bufs = &bufs[..n],
-            }
-        }
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(r)
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {

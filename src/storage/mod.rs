@@ -16,7 +16,7 @@ use futures_util::stream::BoxStream;
 
 use crate::oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag};
 
-pub use fs::{notification_queues, poll_send_mapped, FsStore, OpenForGcError, SendMapped};
+pub use fs::{notification_queues, FsStore, OpenForGcError};
 pub use gc_store::{GcBlob, GcStore, GcTag, GcUpload};
 
 /// A body streamed into or out of the store.

@@ -23,7 +23,6 @@ mod store;
 mod uploads;
 
 pub use layout::notification_queues;
-pub use read::{poll_send_mapped, SendMapped};
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
