@@ -249,7 +249,8 @@ struct Samples {
 impl Samples {
     fn add(&mut self, bytes: u64, wall: Duration, cpu: f64) {
         let gib = bytes as f64 / (1u64 << 30) as f64;
-        self.mibs.push(bytes as f64 / MIB as f64 / wall.as_secs_f64());
+        self.mibs
+            .push(bytes as f64 / MIB as f64 / wall.as_secs_f64());
         self.cpu_per_gib.push(cpu / gib);
     }
 }
@@ -292,9 +293,9 @@ async fn main() {
     let mut servers = vec![start_berth("berth", &berth)];
     if let Some(others) = std::env::var_os("BERTH_BEFORE") {
         for bin in std::env::split_paths(&others) {
-            let name = bin.file_name().map_or("berth-before".into(), |n| {
-                n.to_string_lossy().into_owned()
-            });
+            let name = bin
+                .file_name()
+                .map_or("berth-before".into(), |n| n.to_string_lossy().into_owned());
             servers.push(start_berth(&name, &bin));
         }
     }
@@ -338,7 +339,10 @@ async fn main() {
             if big_mib > 0 {
                 let url = format!("{}/v2/bench/pull/blobs/{}", s.base, big.1);
                 let before = rss_kib(pid);
-                let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+                let (stop, peak) = (
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(AtomicU64::new(0)),
+                );
                 let sampler = {
                     let (stop, peak) = (stop.clone(), peak.clone());
                     std::thread::spawn(move || {

@@ -149,15 +149,14 @@ fn a_blob_removed_while_a_reader_streams_it_is_whole_or_cut_never_wrong() {
         .join("docker/registry/v2/blobs/sha256")
         .join(&d[7..9])
         .join(&d[7..]);
-    assert!(blob_dir.join("data").is_file(), "blob not where registry:2 keeps it");
+    assert!(
+        blob_dir.join("data").is_file(),
+        "blob not where registry:2 keeps it"
+    );
 
     // One reader started before the DELETE and the removal of the file
     // (what GC does), reading slowly; then both are removed.
-    let mut r = api
-        .c
-        .get(api.url(&path))
-        .send()
-        .expect("get");
+    let mut r = api.c.get(api.url(&path)).send().expect("get");
     assert_eq!(r.status(), 200);
     let mut first = vec![0u8; 1 << 20];
     r.read_exact(&mut first).expect("first MiB");
@@ -171,7 +170,10 @@ fn a_blob_removed_while_a_reader_streams_it_is_whole_or_cut_never_wrong() {
     } else {
         assert!(body.len() < size);
     }
-    assert!(body == data[..body.len()], "bytes served differ from the blob");
+    assert!(
+        body == data[..body.len()],
+        "bytes served differ from the blob"
+    );
 
     // Once deleted it is never served again.
     api.get(&path).expect_error(404, "BLOB_UNKNOWN");
@@ -197,11 +199,21 @@ fn a_blob_file_shorter_than_its_range_cuts_the_body_instead_of_padding_it() {
     std::fs::write(&tmp, &data[..WINDOW + 10]).unwrap();
     std::fs::rename(&tmp, &file).unwrap();
 
-    let r = api.c.get(api.url(&format!("/v2/reads/short/blobs/{d}"))).send();
+    let r = api
+        .c
+        .get(api.url(&format!("/v2/reads/short/blobs/{d}")))
+        .send();
     let Ok(r) = r else { return };
     let (body, whole) = read_to_end_or_cut(r, &[]);
-    assert!(!whole || body.len() != size || body == data, "wrong bytes served whole");
-    assert!(body.len() <= WINDOW + 10, "served past the file's end: {}", body.len());
+    assert!(
+        !whole || body.len() != size || body == data,
+        "wrong bytes served whole"
+    );
+    assert!(
+        body.len() <= WINDOW + 10,
+        "served past the file's end: {}",
+        body.len()
+    );
     assert!(body == data[..body.len()], "bytes differ");
     // The server is still up.
     api.get("/v2/").expect(200);

@@ -217,11 +217,22 @@ fn a_multi_window_blob_and_its_ranges_are_served_exactly_over_tls_h1_and_h2() {
     std::fs::write(&src, &data).unwrap();
     let out = run_ok(
         Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
             .args(["--cacert", &ca, "-X", "POST", "--data-binary"])
             .arg(format!("@{}", src.display()))
             .args(["-H", "Content-Type: application/octet-stream"])
-            .arg(https(&reg, &format!("/v2/tls/big/blobs/uploads/?digest={d}"))),
+            .arg(https(
+                &reg,
+                &format!("/v2/tls/big/blobs/uploads/?digest={d}"),
+            )),
         LIMIT,
     );
     assert_eq!(out.stdout.trim(), "201", "{}", out.all());
@@ -234,9 +245,13 @@ fn a_multi_window_blob_and_its_ranges_are_served_exactly_over_tls_h1_and_h2() {
             (Some("-5"), &data[data.len() - 5..]),
         ] {
             let mut cmd = Command::new("curl");
-            cmd.args(["-sS", "--max-time", "30", "-o"])
-                .arg(&got)
-                .args(["-w", "%{http_code}", "--cacert", &ca, http]);
+            cmd.args(["-sS", "--max-time", "30", "-o"]).arg(&got).args([
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &ca,
+                http,
+            ]);
             if let Some(r) = range {
                 cmd.args(["-r", r]);
             }

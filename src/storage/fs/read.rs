@@ -19,7 +19,16 @@
 //! a file found shorter than the range being served is refused before it
 //! is mapped (the response is cut, never padded). A file that cannot be
 //! mapped (a filesystem without mmap) is read instead, in windows of the
-//! same size.
+//! same size; bodies up to [`SMALL`] are read with the file's opening.
+//!
+//! Measured and rejected (`benches/pull.rs`, same run, against registry:2):
+//! `sendfile` of these windows from the connection's writer on plain TCP
+//! (the socket is hyper's, so it meant finding a body slice's file behind
+//! its address in `server::conn`). It copies nothing in user space, but the
+//! kernel splices it to the socket 64 KiB at a time, each a TCP push, and
+//! on loopback cost 1.3-1.4x the CPU per GiB of these mapped writes and
+//! a third of their throughput. Large `read`s on the blocking pool are
+//! what this replaced (two copies, a pool hop per 256 KiB chunk).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -36,8 +45,19 @@ use crate::storage::ByteStream;
 /// that a pull holds little memory.
 pub(super) const WINDOW: u64 = 4 << 20;
 
+/// Bodies up to this size are read with the file's opening, in the same
+/// trip to the blocking pool.
+pub(super) const SMALL: u64 = 64 << 10;
+
 /// `range` of `file` as a stream of windows; the file has been opened
 /// and checked by the caller.
+/// A small `range` of `file`, read now (on the blocking pool).
+pub(super) fn small(file: &File, range: Range<u64>) -> io::Result<ByteStream> {
+    let n = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
+    let bytes = read_window(file, range.start, n)?;
+    Ok(futures_util::stream::once(async move { Ok(bytes) }).boxed())
+}
+
 pub(super) fn stream(file: File, range: Range<u64>) -> ByteStream {
     let file = Arc::new(file);
     futures_util::stream::try_unfold(range, move |left| {

@@ -55,18 +55,21 @@ impl Store for FsStore {
         range: Range<u64>,
     ) -> Result<ByteStream> {
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
-        let file = blocking(move || {
+        blocking(move || {
             if disk.linked_len(&r, &d)?.is_none() {
                 return Err(StoreError::BlobUnknown);
             }
-            match File::open(disk.layout.blob_data(&d)) {
-                Ok(f) => Ok(f),
-                Err(e) if not_found(&e) => Err(StoreError::BlobUnknown),
-                Err(e) => Err(e.into()),
+            let file = match File::open(disk.layout.blob_data(&d)) {
+                Ok(f) => f,
+                Err(e) if not_found(&e) => return Err(StoreError::BlobUnknown),
+                Err(e) => return Err(e.into()),
+            };
+            if range.end - range.start <= read::SMALL {
+                return Ok(read::small(&file, range)?);
             }
+            Ok(read::stream(file, range))
         })
-        .await?;
-        Ok(read::stream(file, range))
+        .await
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
