@@ -5,6 +5,7 @@
 mod support;
 
 mod base;
+mod blob_reads;
 mod blobs;
 mod catalog;
 mod concurrency;

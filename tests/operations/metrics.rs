@@ -292,6 +292,38 @@ fn registry2_http_metrics_count_a_push_and_a_pull_by_handler_code_and_method() {
 }
 
 #[test]
+fn bytes_sent_for_a_multi_window_blob_and_a_range_are_counted_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let api = Api::on(start_with_debug(&root, &PROMETHEUS));
+    let size = (9 << 20) + 7; // three 4 MiB windows, the last one partial
+    let data = noise(size, 77);
+    let d = api.push_blob("metrics/big", &data);
+    let before = counted(&api.reg);
+    let path = format!("/v2/metrics/big/blobs/{d}");
+    let r = api.get(&path);
+    r.expect(200);
+    assert!(r.body == data);
+    let r = api.send(
+        api.req(Method::GET, &path)
+            .header("Range", "bytes=4194303-8388609"),
+    );
+    r.expect(206);
+    assert_eq!(r.body.len(), 4_194_307);
+    let after = scrape_until(&api.reg, |s| {
+        s.value(REQS, &[("handler", "blob"), ("method", "get")])
+            - before.value(REQS, &[("handler", "blob"), ("method", "get")])
+            >= 2.0
+    });
+    let delta = |name: &str| {
+        after.value(name, &[("handler", "blob")]) - before.value(name, &[("handler", "blob")])
+    };
+    let sent = (size + 4_194_307) as f64;
+    assert_eq!(delta("berth_http_sent_bytes_total"), sent);
+    assert_eq!(delta("registry_http_response_size_bytes_sum"), sent);
+}
+
+#[test]
 fn an_upload_in_progress_is_counted_until_it_is_finished_or_cancelled() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");

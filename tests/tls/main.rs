@@ -206,6 +206,66 @@ fn https_is_served_over_http11_and_http2_through_alpn() {
 }
 
 #[test]
+fn a_multi_window_blob_and_its_ranges_are_served_exactly_over_tls_h1_and_h2() {
+    let Some(pki) = Pki::new() else { return };
+    let (reg, tmp) = start_tls(&pki, "one", &[]);
+    let ca = pki.s("ca.pem");
+    // Three 4 MiB body windows, the last one partial.
+    let data = support::content::noise((9 << 20) + 3, 5);
+    let d = support::content::sha256(&data);
+    let src = tmp.path().join("blob");
+    std::fs::write(&src, &data).unwrap();
+    let out = run_ok(
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args(["--cacert", &ca, "-X", "POST", "--data-binary"])
+            .arg(format!("@{}", src.display()))
+            .args(["-H", "Content-Type: application/octet-stream"])
+            .arg(https(
+                &reg,
+                &format!("/v2/tls/big/blobs/uploads/?digest={d}"),
+            )),
+        LIMIT,
+    );
+    assert_eq!(out.stdout.trim(), "201", "{}", out.all());
+    let got = tmp.path().join("got");
+    let path = format!("/v2/tls/big/blobs/{d}");
+    for http in ["--http1.1", "--http2"] {
+        for (range, want) in [
+            (None, &data[..]),
+            (Some("4194303-8388608"), &data[4194303..=8388608]),
+            (Some("-5"), &data[data.len() - 5..]),
+        ] {
+            let mut cmd = Command::new("curl");
+            cmd.args(["-sS", "--max-time", "30", "-o"]).arg(&got).args([
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &ca,
+                http,
+            ]);
+            if let Some(r) = range {
+                cmd.args(["-r", r]);
+            }
+            let out = run_ok(cmd.arg(https(&reg, &path)), LIMIT);
+            let status = if range.is_some() { "206" } else { "200" };
+            assert_eq!(out.stdout.trim(), status, "{http} {range:?}: {}", out.all());
+            let body = std::fs::read(&got).unwrap();
+            assert_eq!(body.len(), want.len(), "{http} {range:?}");
+            assert!(body == want, "{http} {range:?}: bytes differ");
+        }
+    }
+}
+
+#[test]
 fn http2_disabled_serves_http11_to_a_client_asking_for_h2() {
     let Some(pki) = Pki::new() else { return };
     let (reg, _tmp) = start_tls(&pki, "one", &[("REGISTRY_HTTP_HTTP2_DISABLED", "true")]);

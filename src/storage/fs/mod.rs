@@ -17,6 +17,7 @@ mod disk;
 mod io;
 mod layout;
 mod lock;
+mod read;
 mod referrers;
 mod store;
 mod uploads;

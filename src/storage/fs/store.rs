@@ -4,25 +4,19 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{Seek, SeekFrom};
 use std::ops::Range;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio::io::AsyncReadExt;
 
 use super::io::{list_dir, not_found, read_link, remove_tree};
 use super::layout::Holding;
-use super::{blocking, referrers, FsStore};
+use super::{blocking, read, referrers, FsStore};
 use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
 use crate::storage::{
     ByteStream, ManifestInfo, ReferrersPage, ReferrersQuery, Result, Store, StoreError,
     StoredManifest,
 };
-
-/// Read size when streaming a blob out.
-const READ_CHUNK: usize = 256 << 10;
 
 #[async_trait]
 impl Store for FsStore {
@@ -61,22 +55,21 @@ impl Store for FsStore {
         range: Range<u64>,
     ) -> Result<ByteStream> {
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
-        let start = range.start;
-        let file = blocking(move || {
+        blocking(move || {
             if disk.linked_len(&r, &d)?.is_none() {
                 return Err(StoreError::BlobUnknown);
             }
-            let mut f = match File::open(disk.layout.blob_data(&d)) {
+            let file = match File::open(disk.layout.blob_data(&d)) {
                 Ok(f) => f,
                 Err(e) if not_found(&e) => return Err(StoreError::BlobUnknown),
                 Err(e) => return Err(e.into()),
             };
-            f.seek(SeekFrom::Start(start))?;
-            Ok(f)
+            if range.end - range.start <= read::SMALL {
+                return Ok(read::small(&file, range)?);
+            }
+            Ok(read::stream(file, range))
         })
-        .await?;
-        let reader = tokio::fs::File::from_std(file).take(range.end - range.start);
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+        .await
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
