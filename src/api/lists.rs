@@ -42,6 +42,26 @@ fn page_response(
     q: &Query,
 ) -> ApiResult {
     let (page, more) = paginate(all, q)?;
+    Ok(page_of(key, extra, url, page, more, q))
+}
+
+/// `n`, when given: a count, else `PAGINATION_NUMBER_INVALID`.
+fn parse_n(q: &Query) -> Result<Option<usize>, ApiError> {
+    q.get("n")
+        .map(|n| n.parse::<usize>())
+        .transpose()
+        .map_err(|_| ApiError::new(ErrorCode::PaginationNumberInvalid))
+}
+
+/// The response for one page; `Link` names the next when `more`.
+fn page_of(
+    key: &str,
+    extra: Option<(&str, String)>,
+    url: &str,
+    page: Vec<String>,
+    more: bool,
+    q: &Query,
+) -> axum::response::Response {
     let mut body = json!({ key: page });
     if let Some((k, v)) = extra {
         body[k] = json!(v);
@@ -54,7 +74,7 @@ fn page_response(
             link_next(url, &[("n", n), ("last", last)]),
         );
     }
-    Ok(resp)
+    resp
 }
 
 /// Lists the repositories the caller may pull (all without `access`).
@@ -64,11 +84,20 @@ pub async fn catalog(
     q: &Query,
     access: Option<&PullAccess>,
 ) -> ApiResult {
-    let mut repos = state.store.repositories().await?;
-    if let Some(a) = access {
-        repos.retain(|r| a.allows(r));
-    }
-    page_response("repositories", None, &urls.v2("_catalog"), repos, q)
+    let n = parse_n(q)?;
+    let allow = |r: &str| access.is_none_or(|a| a.allows(r));
+    let (page, more) = state
+        .store
+        .repositories_page(q.get("last"), n, &allow)
+        .await?;
+    Ok(page_of(
+        "repositories",
+        None,
+        &urls.v2("_catalog"),
+        page,
+        more,
+        q,
+    ))
 }
 
 pub async fn tags(state: &AppState, urls: &Urls, repo: &RepoName, q: &Query) -> ApiResult {

@@ -14,6 +14,7 @@
 
 mod collect;
 mod disk;
+mod index;
 mod io;
 mod layout;
 mod lock;
@@ -25,13 +26,14 @@ pub use layout::notification_queues;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use disk::Disk;
 use layout::Layout;
 use lock::{DirLock, GcGuard};
 use uploads::{HashStates, OpenUploads};
 
-use super::{Result, StoreError};
+use super::{RepoIndex, Result, StoreError};
 
 pub struct FsStore {
     disk: Disk,
@@ -44,6 +46,9 @@ pub struct FsStore {
     /// With online GC: a blob found by HEAD or GET that was last modified
     /// longer ago than this gets its mtime refreshed (see [`FsStore::refresh_reads`]).
     refresh_after: Option<std::time::Duration>,
+    /// The catalog's index (see [`index`]): empty and not ready until
+    /// [`FsStore::index_in_background`] has scanned the store once.
+    index: Arc<RepoIndex>,
 }
 
 /// Why [`FsStore::open_for_gc`] failed.
@@ -103,6 +108,7 @@ impl FsStore {
             },
             hash_states: HashStates::default(),
             refresh_after: None,
+            index: Arc::new(RepoIndex::new()),
         })
     }
 
