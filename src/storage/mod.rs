@@ -198,6 +198,17 @@ pub trait Store: Send + Sync + 'static {
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
     /// All tags of `repo`, sorted.
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>>;
+    /// One page of `repo`'s tags: those after `after`, at most `n` (all when
+    /// `None`), sorted, and whether more follow. This default lists them all.
+    async fn tags_page(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<index::Page> {
+        let all = self.tags(repo).await?;
+        Ok(index::page_list(all, after, n, &|_| true))
+    }
     /// All repositories, sorted.
     async fn repositories(&self) -> Result<Vec<String>>;
     /// One catalog page: the repositories after `after` that `allow` admits,

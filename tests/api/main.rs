@@ -7,6 +7,7 @@ mod support;
 mod base;
 mod blobs;
 mod catalog;
+mod catalog_index;
 mod concurrency;
 mod manifest_refusals;
 mod manifests;

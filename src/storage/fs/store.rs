@@ -330,6 +330,41 @@ impl Store for FsStore {
         .await
     }
 
+    async fn tags_page(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Page> {
+        let (layout, r) = (self.disk.layout.clone(), repo.clone());
+        let after = after.map(str::to_string);
+        blocking(move || {
+            if !layout.manifests(&r).is_dir() {
+                return Err(StoreError::NameUnknown);
+            }
+            // One listing of the directory, as [`Store::tags`]; but only the
+            // names of this page (and one more) are checked for a link, not
+            // every tag of the repository on every page.
+            let mut names: Vec<String> = list_dir(&layout.tags(&r))?
+                .into_iter()
+                .filter(|t| after.as_ref().is_none_or(|a| t > a))
+                .collect();
+            names.sort_unstable();
+            let mut tags = names
+                .into_iter()
+                .filter(|t| layout.tag_current_link(&r, t).is_file());
+            Ok(match n {
+                None => (tags.collect(), false),
+                Some(n) => {
+                    let page: Vec<String> = tags.by_ref().take(n).collect();
+                    let more = tags.next().is_some();
+                    (page, more)
+                }
+            })
+        })
+        .await
+    }
+
     async fn repositories(&self) -> Result<Vec<String>> {
         let layout = self.disk.layout.clone();
         blocking(move || Ok(layout.walk_repositories(Holding::Manifests)?)).await
