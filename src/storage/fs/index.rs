@@ -69,7 +69,7 @@ fn visit(
             if stripped == "manifests" && is_dir(&entry)? {
                 if let Some(n) = name {
                     out.insert(n.to_string());
-                    if out.len() % PROGRESS_EVERY == 0 {
+                    if out.len().is_multiple_of(PROGRESS_EVERY) {
                         progress(out.len());
                     }
                 }
