@@ -150,3 +150,128 @@ async fn keep_index(weak: Weak<FsStore>) {
         tokio::time::sleep(rescan_interval(took)).await;
     }
 }
+
+/// Tags lists of repositories with at least this many tags are cached.
+const CACHE_MIN_TAGS: usize = 256;
+/// Tags cached in all, at most: past that the cache starts afresh.
+const CACHE_MAX_TAGS: usize = 1 << 20;
+/// A tags directory changed less than this before it was listed is not
+/// cached: a change in the same tick of the filesystem's clock would leave
+/// its modification time as it was.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// The tags of big repositories, each with the modification time of its
+/// `_manifests/tags` directory when listed: adding or removing a tag
+/// (registry:2 and Berth both make and remove a tag's directory) changes
+/// it, so an entry is used only while the time is unchanged, and is
+/// consistent at once with every writer of the data dir. Tags whose
+/// directory had no `current/link` yet are checked again on each use.
+#[derive(Default)]
+pub(super) struct TagsCache {
+    entries: std::sync::Mutex<(std::collections::HashMap<String, Arc<CachedTags>>, usize)>,
+}
+
+pub(super) struct CachedTags {
+    mtime: std::time::SystemTime,
+    /// Sorted; each with a current link when listed.
+    tags: Vec<String>,
+    /// Directories that had no current link.
+    pending: Vec<String>,
+}
+
+impl TagsCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (std::collections::HashMap<String, Arc<CachedTags>>, usize)>
+    {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Berth changed `repo`'s tags.
+    pub(super) fn forget(&self, repo: &str) {
+        let mut g = self.lock();
+        if let Some(e) = g.0.remove(repo) {
+            g.1 -= e.tags.len() + e.pending.len();
+        }
+    }
+
+    fn get(&self, repo: &str) -> Option<Arc<CachedTags>> {
+        self.lock().0.get(repo).cloned()
+    }
+
+    fn put(&self, repo: &str, e: Arc<CachedTags>) {
+        let mut g = self.lock();
+        let size = e.tags.len() + e.pending.len();
+        if let Some(old) = g.0.remove(repo) {
+            g.1 -= old.tags.len() + old.pending.len();
+        }
+        if g.1 + size > CACHE_MAX_TAGS {
+            g.0.clear();
+            g.1 = 0;
+        }
+        if size <= CACHE_MAX_TAGS {
+            g.1 += size;
+            g.0.insert(repo.to_string(), e);
+        }
+    }
+}
+
+/// One page of `repo`'s tags (after `after`, at most `n`), and whether more
+/// follow; `repo` must have `_manifests`.
+pub(super) fn tags_page(
+    cache: &TagsCache,
+    layout: &Layout,
+    r: &crate::oci::RepoName,
+    after: Option<&str>,
+    n: Option<usize>,
+) -> io::Result<(Vec<String>, bool)> {
+    let dir = layout.tags(r);
+    let has_link = |t: &str| layout.tag_current_link(r, t).is_file();
+    let listed_at = std::time::SystemTime::now();
+    let mtime = match fs::metadata(&dir).and_then(|m| m.modified()) {
+        Ok(t) => Some(t),
+        Err(e) if not_found(&e) => None,
+        Err(e) => return Err(e),
+    };
+    if let (Some(e), Some(m)) = (cache.get(r.as_str()), mtime) {
+        if e.mtime == m && !e.pending.iter().any(|t| has_link(t)) {
+            return Ok(page_of_sorted(&e.tags, after, n));
+        }
+    }
+    let mut names = super::io::list_dir(&dir)?;
+    names.sort_unstable();
+    let settled = mtime.is_some_and(|m| listed_at.duration_since(m).is_ok_and(|d| d >= SETTLED));
+    if names.len() >= CACHE_MIN_TAGS && settled {
+        let (tags, pending): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|t| has_link(t));
+        let e = Arc::new(CachedTags {
+            mtime: mtime.unwrap_or(listed_at),
+            tags,
+            pending,
+        });
+        let page = page_of_sorted(&e.tags, after, n);
+        cache.put(r.as_str(), e);
+        return Ok(page);
+    }
+    cache.forget(r.as_str());
+    // Only the names of this page (and one more) are checked for a link.
+    let mut tags = names
+        .into_iter()
+        .filter(|t| after.is_none_or(|a| t.as_str() > a))
+        .filter(|t| has_link(t));
+    Ok(match n {
+        None => (tags.collect(), false),
+        Some(n) => {
+            let page: Vec<String> = tags.by_ref().take(n).collect();
+            let more = tags.next().is_some();
+            (page, more)
+        }
+    })
+}
+
+fn page_of_sorted(tags: &[String], after: Option<&str>, n: Option<usize>) -> (Vec<String>, bool) {
+    let start = after.map_or(0, |a| tags.partition_point(|t| t.as_str() <= a));
+    let rest = &tags[start..];
+    let take = n.unwrap_or(rest.len()).min(rest.len());
+    (rest[..take].to_vec(), take < rest.len())
+}

@@ -49,6 +49,8 @@ pub struct FsStore {
     /// The catalog's index (see [`index`]): empty and not ready until
     /// [`FsStore::index_in_background`] has scanned the store once.
     index: Arc<RepoIndex>,
+    /// Tags lists of big repositories (see [`index::TagsCache`]).
+    tags_cache: Arc<index::TagsCache>,
 }
 
 /// Why [`FsStore::open_for_gc`] failed.
@@ -109,6 +111,7 @@ impl FsStore {
             hash_states: HashStates::default(),
             refresh_after: None,
             index: Arc::new(RepoIndex::new()),
+            tags_cache: Arc::default(),
         })
     }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 
+use super::index::TagsCache;
 use super::io::{list_dir, not_found, read_link, remove_tree};
 use super::layout::Holding;
 use super::{blocking, referrers, FsStore};
@@ -21,6 +22,16 @@ use crate::storage::{
     ByteStream, ManifestInfo, ReferrersPage, ReferrersQuery, Result, Store, StoreError,
     StoredManifest,
 };
+
+/// Forgets `repo`'s cached tags when dropped: after a delete, whatever it
+/// got through.
+struct ForgetTags<'a>(&'a TagsCache, &'a RepoName);
+
+impl Drop for ForgetTags<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1.as_str());
+    }
+}
 
 /// Read size when streaming a blob out.
 const READ_CHUNK: usize = 256 << 10;
@@ -224,6 +235,7 @@ impl Store for FsStore {
             None => None,
         };
         let index = self.index.clone();
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
             let put = || -> Result<()> {
                 let _push = disk.push_guard();
@@ -266,6 +278,9 @@ impl Store for FsStore {
                 Ok(())
             };
             let result = put();
+            if !tags.is_empty() {
+                tags_cache.forget(r.as_str());
+            }
             // Listed as the walk would list it, whether the push got through
             // or not (a failed one may have made `_manifests`).
             if disk.layout.manifests(&r).is_dir() {
@@ -278,7 +293,9 @@ impl Store for FsStore {
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
+            let _forget = ForgetTags(&tags_cache, &r);
             let stored = disk.read_manifest(&r, &d)?;
             let layout = &disk.layout;
             for t in list_dir(&layout.tags(&r))? {
@@ -302,7 +319,9 @@ impl Store for FsStore {
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
         let (disk, r, t) = (self.disk.clone(), repo.clone(), tag.clone());
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
+            let _forget = ForgetTags(&tags_cache, &r);
             if disk.tag_target(&r, t.as_str())?.is_none() {
                 return Err(StoreError::ManifestUnknown);
             }
@@ -338,29 +357,19 @@ impl Store for FsStore {
     ) -> Result<Page> {
         let (layout, r) = (self.disk.layout.clone(), repo.clone());
         let after = after.map(str::to_string);
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
             if !layout.manifests(&r).is_dir() {
+                tags_cache.forget(r.as_str());
                 return Err(StoreError::NameUnknown);
             }
-            // One listing of the directory, as [`Store::tags`]; but only the
-            // names of this page (and one more) are checked for a link, not
-            // every tag of the repository on every page.
-            let mut names: Vec<String> = list_dir(&layout.tags(&r))?
-                .into_iter()
-                .filter(|t| after.as_ref().is_none_or(|a| t > a))
-                .collect();
-            names.sort_unstable();
-            let mut tags = names
-                .into_iter()
-                .filter(|t| layout.tag_current_link(&r, t).is_file());
-            Ok(match n {
-                None => (tags.collect(), false),
-                Some(n) => {
-                    let page: Vec<String> = tags.by_ref().take(n).collect();
-                    let more = tags.next().is_some();
-                    (page, more)
-                }
-            })
+            Ok(super::index::tags_page(
+                &tags_cache,
+                &layout,
+                &r,
+                after.as_deref(),
+                n,
+            )?)
         })
         .await
     }
