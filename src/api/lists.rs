@@ -11,37 +11,29 @@ use super::{json_response, set_header, ApiError, ApiResult, AppState, PullAccess
 use crate::oci::{Digest, ErrorCode, MediaType, RepoName};
 use crate::storage::ReferrersQuery;
 
-/// Applies `n`/`last` pagination to a sorted list; returns the page and
-/// whether more entries follow.
-fn paginate(all: Vec<String>, q: &Query) -> Result<(Vec<String>, bool), ApiError> {
-    let after: Vec<String> = match q.get("last") {
-        Some(last) => all.into_iter().filter(|x| x.as_str() > last).collect(),
-        None => all,
-    };
-    let n = match q.get("n") {
-        None => return Ok((after, false)),
-        Some(n) => n
-            .parse::<usize>()
-            .map_err(|_| ApiError::new(ErrorCode::PaginationNumberInvalid))?,
-    };
-    let more = after.len() > n;
-    Ok((after.into_iter().take(n).collect(), more))
-}
-
 /// `Link: <url>; rel="next"` for the page after this one.
 fn link_next(url: &str, params: &[(&str, &str)]) -> String {
     let q = serde_urlencoded::to_string(params).unwrap_or_default();
     format!("<{url}?{q}>; rel=\"next\"")
 }
 
-fn page_response(
+/// `n`, when given: a count, else `PAGINATION_NUMBER_INVALID`.
+fn parse_n(q: &Query) -> Result<Option<usize>, ApiError> {
+    q.get("n")
+        .map(|n| n.parse::<usize>())
+        .transpose()
+        .map_err(|_| ApiError::new(ErrorCode::PaginationNumberInvalid))
+}
+
+/// The response for one page; `Link` names the next when `more`.
+fn page_of(
     key: &str,
     extra: Option<(&str, String)>,
     url: &str,
-    all: Vec<String>,
+    page: Vec<String>,
+    more: bool,
     q: &Query,
-) -> ApiResult {
-    let (page, more) = paginate(all, q)?;
+) -> axum::response::Response {
     let mut body = json!({ key: page });
     if let Some((k, v)) = extra {
         body[k] = json!(v);
@@ -54,7 +46,7 @@ fn page_response(
             link_next(url, &[("n", n), ("last", last)]),
         );
     }
-    Ok(resp)
+    resp
 }
 
 /// Lists the repositories the caller may pull (all without `access`).
@@ -64,17 +56,36 @@ pub async fn catalog(
     q: &Query,
     access: Option<&PullAccess>,
 ) -> ApiResult {
-    let mut repos = state.store.repositories().await?;
-    if let Some(a) = access {
-        repos.retain(|r| a.allows(r));
-    }
-    page_response("repositories", None, &urls.v2("_catalog"), repos, q)
+    let n = parse_n(q);
+    // A bad `n` lists nothing: only the store's errors come first.
+    let count = n.as_ref().map_or(Some(0), |c| *c);
+    let allow = |r: &str| access.is_none_or(|a| a.allows(r));
+    let (page, more) = state
+        .store
+        .repositories_page(q.get("last"), count, &allow)
+        .await?;
+    n?;
+    Ok(page_of(
+        "repositories",
+        None,
+        &urls.v2("_catalog"),
+        page,
+        more,
+        q,
+    ))
 }
 
 pub async fn tags(state: &AppState, urls: &Urls, repo: &RepoName, q: &Query) -> ApiResult {
-    let tags = state.store.tags(repo).await?;
+    // The store's errors first (an unknown repository is NAME_UNKNOWN
+    // whatever `n` says), then the count.
+    let n = parse_n(q);
+    // A bad `n` lists nothing: only the store's errors come first.
+    let count = n.as_ref().map_or(Some(0), |c| *c);
+    let (page, more) = state.store.tags_page(repo, q.get("last"), count).await?;
+    n?;
     let url = urls.v2(format_args!("{repo}/tags/list"));
-    page_response("tags", Some(("name", repo.to_string())), &url, tags, q)
+    let extra = Some(("name", repo.to_string()));
+    Ok(page_of("tags", extra, &url, page, more, q))
 }
 
 /// One page of a subject's referrers, in digest order, within the page

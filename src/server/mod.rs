@@ -162,6 +162,8 @@ impl Registry {
             config.limits.max_uploads_per_repository,
         );
         let store = Arc::new(store);
+        // The catalog answers from a walk until this is done.
+        store.index_in_background();
         let readonly = config.storage.maintenance.readonly.enabled;
         let readonly_flag = Arc::new(std::sync::atomic::AtomicBool::new(readonly));
         if metrics.is_some() {

@@ -6,6 +6,7 @@
 
 mod fs;
 mod gc_store;
+pub mod index;
 
 use std::io;
 use std::ops::Range;
@@ -18,6 +19,7 @@ use crate::oci::{Digest, Manifest, MediaType, Reference, RepoName, Tag};
 
 pub use fs::{notification_queues, FsStore, OpenForGcError};
 pub use gc_store::{GcBlob, GcStore, GcTag, GcUpload};
+pub use index::RepoIndex;
 
 /// A body streamed into or out of the store.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -196,8 +198,31 @@ pub trait Store: Send + Sync + 'static {
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<()>;
     /// All tags of `repo`, sorted.
     async fn tags(&self, repo: &RepoName) -> Result<Vec<String>>;
+    /// One page of `repo`'s tags: those after `after`, at most `n` (all when
+    /// `None`), sorted, and whether more follow. This default lists them all.
+    async fn tags_page(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<index::Page> {
+        let all = self.tags(repo).await?;
+        Ok(index::page_list(all, after, n, &|_| true))
+    }
     /// All repositories, sorted.
     async fn repositories(&self) -> Result<Vec<String>>;
+    /// One catalog page: the repositories after `after` that `allow` admits,
+    /// at most `n` (all when `None`), sorted, and whether more follow. A
+    /// store with an index answers it in O(page); this default walks.
+    async fn repositories_page(
+        &self,
+        after: Option<&str>,
+        n: Option<usize>,
+        allow: &index::Allow<'_>,
+    ) -> Result<index::Page> {
+        let all = self.repositories().await?;
+        Ok(index::page_list(all, after, n, allow))
+    }
     /// One page of the descriptors of the manifests in `repo` whose subject
     /// is `subject`, in digest order, from records written at push (no
     /// manifest is read to serve it, and none is held in memory).

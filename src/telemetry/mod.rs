@@ -38,6 +38,15 @@ pub const STORAGE_BLOBS: &str = "berth_storage_blobs";
 pub const STORAGE_BLOB_BYTES: &str = "berth_storage_blob_bytes";
 /// Gauge: 1 once the start-up count of the blob store is done.
 pub const STORAGE_COUNTED: &str = "berth_storage_counted";
+/// Gauge: repositories in the catalog's index (during the start-up scan:
+/// found so far).
+pub const CATALOG_INDEX_REPOSITORIES: &str = "berth_catalog_index_repositories";
+/// Gauge: 1 once the start-up scan is done and the catalog is answered
+/// from the index.
+pub const CATALOG_INDEX_READY: &str = "berth_catalog_index_ready";
+/// Gauge, seconds: how long the last scan of the repositories took (the
+/// re-scan for other writers follows after 20 times that, 2 s at least).
+pub const CATALOG_INDEX_SCAN_SECONDS: &str = "berth_catalog_index_scan_seconds";
 /// Counter, `{reason}`: refused logins (`wrong_password`, `unknown_user`,
 /// `malformed`, `locked_out`).
 pub const AUTH_FAILURES: &str = "berth_auth_failures_total";
@@ -156,6 +165,19 @@ fn describe() {
         STORAGE_COUNTED,
         "1 once the start-up count of the blob store is done."
     );
+    describe_gauge!(
+        CATALOG_INDEX_REPOSITORIES,
+        "Repositories in the catalog's index (found so far, while it builds)."
+    );
+    describe_gauge!(
+        CATALOG_INDEX_READY,
+        "1 once the catalog is answered from its index."
+    );
+    describe_gauge!(
+        CATALOG_INDEX_SCAN_SECONDS,
+        Unit::Seconds,
+        "Duration of the last scan of the repositories for the catalog's index."
+    );
     describe_counter!(AUTH_FAILURES, "Refused logins, by reason.");
     describe_counter!(AUTH_LOCKOUTS, "Login lockouts started.");
     describe_counter!(
@@ -194,6 +216,19 @@ pub fn blobs_counted(blobs: u64, bytes: u64) {
     gauge!(STORAGE_BLOBS).increment(blobs as f64);
     gauge!(STORAGE_BLOB_BYTES).increment(bytes as f64);
     gauge!(STORAGE_COUNTED).set(1.0);
+}
+
+/// The catalog's start-up scan has found `n` repositories so far.
+pub fn catalog_index_progress(n: usize) {
+    gauge!(CATALOG_INDEX_REPOSITORIES).set(n as f64);
+}
+
+/// A scan of the repositories (`repositories` of them, in `took`) is the
+/// catalog's index now.
+pub fn catalog_indexed(repositories: usize, took: Duration) {
+    gauge!(CATALOG_INDEX_REPOSITORIES).set(repositories as f64);
+    gauge!(CATALOG_INDEX_SCAN_SECONDS).set(took.as_secs_f64());
+    gauge!(CATALOG_INDEX_READY).set(1.0);
 }
 
 /// The number of upload sessions open now.

@@ -8,6 +8,7 @@ mod base;
 mod blob_reads;
 mod blobs;
 mod catalog;
+mod catalog_index;
 mod concurrency;
 mod manifest_refusals;
 mod manifests;

@@ -14,6 +14,7 @@
 
 mod collect;
 mod disk;
+mod index;
 mod io;
 mod layout;
 mod lock;
@@ -26,13 +27,14 @@ pub use layout::notification_queues;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use disk::Disk;
 use layout::Layout;
 use lock::{DirLock, GcGuard};
 use uploads::{HashStates, OpenUploads};
 
-use super::{Result, StoreError};
+use super::{RepoIndex, Result, StoreError};
 
 pub struct FsStore {
     disk: Disk,
@@ -45,6 +47,11 @@ pub struct FsStore {
     /// With online GC: a blob found by HEAD or GET that was last modified
     /// longer ago than this gets its mtime refreshed (see [`FsStore::refresh_reads`]).
     refresh_after: Option<std::time::Duration>,
+    /// The catalog's index (see [`index`]): empty and not ready until
+    /// [`FsStore::index_in_background`] has scanned the store once.
+    index: Arc<RepoIndex>,
+    /// Tags lists of big repositories (see [`index::TagsCache`]).
+    tags_cache: Arc<index::TagsCache>,
 }
 
 /// Why [`FsStore::open_for_gc`] failed.
@@ -104,6 +111,8 @@ impl FsStore {
             },
             hash_states: HashStates::default(),
             refresh_after: None,
+            index: Arc::new(RepoIndex::new()),
+            tags_cache: Arc::default(),
         })
     }
 

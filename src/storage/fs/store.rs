@@ -9,14 +9,26 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::index::TagsCache;
 use super::io::{list_dir, not_found, read_link, remove_tree};
 use super::layout::Holding;
 use super::{blocking, read, referrers, FsStore};
 use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
+use crate::storage::index::{self, page_list, Page};
 use crate::storage::{
     ByteStream, ManifestInfo, ReferrersPage, ReferrersQuery, Result, Store, StoreError,
     StoredManifest,
 };
+
+/// Forgets `repo`'s cached tags when dropped: after a delete, whatever it
+/// got through.
+struct ForgetTags<'a>(&'a TagsCache, &'a RepoName);
+
+impl Drop for ForgetTags<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1.as_str());
+    }
+}
 
 #[async_trait]
 impl Store for FsStore {
@@ -215,52 +227,68 @@ impl Store for FsStore {
             }
             None => None,
         };
+        let index = self.index.clone();
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
-            let _push = disk.push_guard();
-            // Membership first, from this repository's own links only:
-            // nothing is read, parsed or touched for a push that names
-            // content the repository does not hold (which would also tell
-            // what other repositories hold, and keep it alive).
-            for b in &blobs {
-                if disk.linked_len(&r, b)?.is_none() {
-                    return Err(StoreError::ManifestBlobUnknown(b.clone()));
+            let put = || -> Result<()> {
+                let _push = disk.push_guard();
+                // Membership first, from this repository's own links only:
+                // nothing is read, parsed or touched for a push that names
+                // content the repository does not hold (which would also tell
+                // what other repositories hold, and keep it alive).
+                for b in &blobs {
+                    if disk.linked_len(&r, b)?.is_none() {
+                        return Err(StoreError::ManifestBlobUnknown(b.clone()));
+                    }
                 }
-            }
-            for c in &children {
-                if !disk.has_revision(&r, c)? {
-                    return Err(StoreError::ManifestBlobUnknown(c.clone()));
+                for c in &children {
+                    if !disk.has_revision(&r, c)? {
+                        return Err(StoreError::ManifestBlobUnknown(c.clone()));
+                    }
                 }
-            }
-            disk.protect_references(&r, &d, &blobs, &children)?;
-            if disk.blob_len(&d)?.is_none() {
-                disk.write_blob(&bytes, &d)?;
-            }
-            let layout = &disk.layout;
-            disk.write_atomic(
-                &layout.revision_media_type(&r, &d),
-                media_type.as_str().as_bytes(),
-            )?;
-            disk.write_link(&layout.revision_link(&r, &d), &d)?;
-            if let (Some(s), Some((json, artifact_type))) = (&subject, &referrer) {
+                disk.protect_references(&r, &d, &blobs, &children)?;
+                if disk.blob_len(&d)?.is_none() {
+                    disk.write_blob(&bytes, &d)?;
+                }
+                let layout = &disk.layout;
                 disk.write_atomic(
-                    &layout.referrer_artifact_type(&r, s, &d),
-                    artifact_type.as_bytes(),
+                    &layout.revision_media_type(&r, &d),
+                    media_type.as_str().as_bytes(),
                 )?;
-                disk.write_atomic(&layout.referrer_descriptor(&r, s, &d), json)?;
-                disk.write_link(&layout.referrer_link(&r, s, &d), &d)?;
+                disk.write_link(&layout.revision_link(&r, &d), &d)?;
+                if let (Some(s), Some((json, artifact_type))) = (&subject, &referrer) {
+                    disk.write_atomic(
+                        &layout.referrer_artifact_type(&r, s, &d),
+                        artifact_type.as_bytes(),
+                    )?;
+                    disk.write_atomic(&layout.referrer_descriptor(&r, s, &d), json)?;
+                    disk.write_link(&layout.referrer_link(&r, s, &d), &d)?;
+                }
+                for t in &tags {
+                    disk.write_link(&layout.tag_index_link(&r, t.as_str(), &d), &d)?;
+                    disk.write_link(&layout.tag_current_link(&r, t.as_str()), &d)?;
+                }
+                Ok(())
+            };
+            let result = put();
+            if !tags.is_empty() {
+                tags_cache.forget(r.as_str());
             }
-            for t in &tags {
-                disk.write_link(&layout.tag_index_link(&r, t.as_str(), &d), &d)?;
-                disk.write_link(&layout.tag_current_link(&r, t.as_str()), &d)?;
+            // Listed as the walk would list it, whether the push got through
+            // or not (a failed one may have made `_manifests`).
+            if disk.layout.manifests(&r).is_dir() {
+                index.note_present(r.as_str());
             }
-            Ok(())
+            result
         })
         .await
     }
 
     async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
+            let _forget = ForgetTags(&tags_cache, &r);
             let stored = disk.read_manifest(&r, &d)?;
             let layout = &disk.layout;
             for t in list_dir(&layout.tags(&r))? {
@@ -284,7 +312,9 @@ impl Store for FsStore {
 
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> Result<()> {
         let (disk, r, t) = (self.disk.clone(), repo.clone(), tag.clone());
+        let tags_cache = self.tags_cache.clone();
         blocking(move || {
+            let _forget = ForgetTags(&tags_cache, &r);
             if disk.tag_target(&r, t.as_str())?.is_none() {
                 return Err(StoreError::ManifestUnknown);
             }
@@ -312,9 +342,48 @@ impl Store for FsStore {
         .await
     }
 
+    async fn tags_page(
+        &self,
+        repo: &RepoName,
+        after: Option<&str>,
+        n: Option<usize>,
+    ) -> Result<Page> {
+        let (layout, r) = (self.disk.layout.clone(), repo.clone());
+        let after = after.map(str::to_string);
+        let tags_cache = self.tags_cache.clone();
+        blocking(move || {
+            if !layout.manifests(&r).is_dir() {
+                tags_cache.forget(r.as_str());
+                return Err(StoreError::NameUnknown);
+            }
+            Ok(super::index::tags_page(
+                &tags_cache,
+                &layout,
+                &r,
+                after.as_deref(),
+                n,
+            )?)
+        })
+        .await
+    }
+
     async fn repositories(&self) -> Result<Vec<String>> {
         let layout = self.disk.layout.clone();
         blocking(move || Ok(layout.walk_repositories(Holding::Manifests)?)).await
+    }
+
+    async fn repositories_page(
+        &self,
+        after: Option<&str>,
+        n: Option<usize>,
+        allow: &index::Allow<'_>,
+    ) -> Result<Page> {
+        if let Some(page) = self.index.page(after, n, allow) {
+            return Ok(page);
+        }
+        // Not indexed yet: walk, as before there was an index.
+        let all = self.repositories().await?;
+        Ok(page_list(all, after, n, allow))
     }
 
     async fn referrers(
