@@ -11,11 +11,9 @@ use std::fmt::Display;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::uri::Authority;
 use axum::http::{header, HeaderMap};
-use axum::middleware::Next;
-use axum::response::Response;
 
 use crate::config::{Http, IpNet, PublicUrls};
 
@@ -206,12 +204,9 @@ impl Urls {
     }
 }
 
-/// The layer that puts the [`ClientInfo`] into every request.
-pub async fn client_info(
-    State(policy): State<Arc<ProxyPolicy>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Puts the [`ClientInfo`] into the request (for the outer layers, which
+/// run it first); returns the client's address.
+pub fn client_info(policy: &ProxyPolicy, req: &mut Request) -> IpAddr {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -222,8 +217,9 @@ pub async fn client_info(
         req.headers(),
         req.uri().authority().map(|a| a.as_str()),
     );
+    let client = info.client;
     req.extensions_mut().insert(Arc::new(info));
-    next.run(req).await
+    client
 }
 
 /// The first comma-separated value of header `name`.

@@ -34,7 +34,7 @@ use axum::Router;
 pub use error::ApiError;
 pub use forwarded::{client_info, ClientInfo, ProxyPolicy, Urls};
 pub use layers::{outer_layers, ResponsePolicy};
-pub use request::{parse_request, ParsedRequest, PullAccess, Query};
+pub use request::{ParsedRequest, PullAccess, Query};
 pub use route::Route;
 
 use crate::config::Limits;
@@ -244,7 +244,9 @@ pub fn body_timed_out(e: &std::io::Error) -> Option<ApiError> {
 struct IdleBody {
     inner: Body,
     limit: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Made the first time the body waits: most requests (GET, HEAD)
+    /// never read theirs, and a timer costs an allocation.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     armed: bool,
 }
 
@@ -253,7 +255,7 @@ impl IdleBody {
         IdleBody {
             inner,
             limit,
-            timer: Box::pin(tokio::time::sleep(limit)),
+            timer: None,
             armed: false,
         }
     }
@@ -274,12 +276,15 @@ impl HttpBody for IdleBody {
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
+                let limit = this.limit;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
                 if !this.armed {
-                    let deadline = tokio::time::Instant::now() + this.limit;
-                    this.timer.as_mut().reset(deadline);
+                    timer.as_mut().reset(tokio::time::Instant::now() + limit);
                     this.armed = true;
                 }
-                match this.timer.as_mut().poll(cx) {
+                match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyIdle(this.limit))))),
                     Poll::Pending => Poll::Pending,
                 }

@@ -4,16 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::Uri;
-use axum::middleware::Next;
-use axum::response::Response;
 
-use super::forwarded::ProxyPolicy;
 use super::route::Route;
 use super::ApiError;
 
-/// A request's route and query, parsed once by [`parse_request`] and
+/// A request's route and query, parsed once by the outer layers and
 /// handed on as a request extension (`Arc<ParsedRequest>`), so that every
 /// layer and the handler see the same reading of the URI.
 #[derive(Debug)]
@@ -45,18 +41,6 @@ impl ParsedRequest {
             query: Query::of(uri),
         }
     }
-}
-
-/// The layer that parses the route and query of every request (under
-/// `http.prefix`).
-pub async fn parse_request(
-    State(proxy): State<Arc<ProxyPolicy>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let parsed = Arc::new(ParsedRequest::under(proxy.prefix(), req.uri()));
-    req.extensions_mut().insert(parsed);
-    next.run(req).await
 }
 
 /// Query parameters of a request, in order, repeated keys kept.

@@ -13,6 +13,7 @@ mod concurrency;
 mod manifest_refusals;
 mod manifests;
 mod names;
+mod push_fast_path;
 mod referrers;
 mod tags;
 mod upload_chunks;

@@ -7,15 +7,10 @@
 //! open are counted and bounded ([`FsStore::limit_uploads`]).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt;
-
-use super::io::{hash_file, not_found, remove_tree, rfc3339_now, WRITE_BATCH};
+use super::io::{hash_file, not_found, remove_tree, rfc3339_now};
 use super::{blocking, FsStore};
 use crate::oci::digest::Hasher;
 use crate::oci::{Algorithm, Digest, RepoName};
@@ -35,65 +30,18 @@ fn idle_for(dir: &std::path::Path, data: &std::path::Path) -> Result<Duration> {
         .max();
     Ok(last.map_or(Duration::ZERO, |t| t.elapsed().unwrap_or_default()))
 }
+mod sink;
 mod states;
 #[cfg(test)]
 mod tests;
+
+use sink::{Append, Sink};
 
 pub(super) use slots::OpenUploads;
 pub(super) use states::HashStates;
 
 /// Hash state of an upload: the sha256 of its first `.0` bytes.
 type UploadState = Option<(u64, Hasher)>;
-
-/// Truncates an upload's data file back to `size` unless disarmed: a chunk
-/// that fails midway (full disk, broken body, dropped request) leaves no
-/// bytes behind that the client was never told were received.
-struct Rollback {
-    path: Option<PathBuf>,
-    size: u64,
-}
-
-impl Rollback {
-    fn disarm(&mut self) {
-        self.path = None;
-    }
-}
-
-impl Drop for Rollback {
-    fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            let result = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .and_then(|f| f.set_len(self.size));
-            if let Err(e) = result {
-                tracing::warn!(error = %e, path = %path.display(), "cannot truncate a failed chunk");
-            }
-        }
-    }
-}
-
-/// An upload's data file being appended to while hashed.
-struct Sink {
-    file: File,
-    hasher: Hasher,
-    size: u64,
-}
-
-impl Sink {
-    /// Writes a batch of chunks on the blocking pool.
-    async fn write(mut self, batch: Vec<Bytes>) -> Result<Sink> {
-        blocking(move || {
-            for chunk in &batch {
-                self.file.write_all(chunk)?;
-                self.hasher.update(chunk);
-                self.size += chunk.len() as u64;
-            }
-            Ok(self)
-        })
-        .await
-    }
-}
 
 /// The upload half of [`crate::storage::Store`] for [`FsStore`].
 impl FsStore {
@@ -201,10 +149,9 @@ impl FsStore {
         repo: &RepoName,
         id: &str,
         offset: Option<u64>,
-        mut body: ByteStream,
+        body: ByteStream,
     ) -> Result<u64> {
-        let lock = self.hash_states.lock(id);
-        let mut state = lock.lock().await;
+        let mut state = self.hash_states.lock(id).lock_owned().await;
         let cached = state.clone();
         let path = self.disk.layout.upload_data(repo, id);
         let data = path.clone();
@@ -222,10 +169,11 @@ impl FsStore {
                 Some((n, h)) if n == size => (h, false),
                 _ => (hash_file(&data, Algorithm::Sha256, size)?, true),
             };
+            let file = Arc::new(file);
             Ok((Sink { file, hasher, size }, rehashed))
         })
         .await;
-        let mut sink = match opened {
+        let sink = match opened {
             Ok((sink, rehashed)) => {
                 if rehashed && sink.size > 0 {
                     tracing::debug!(
@@ -245,28 +193,12 @@ impl FsStore {
                 return Err(e);
             }
         };
-        // Declared after `state`, so dropped (truncating) before it unlocks.
-        let mut rollback = Rollback {
-            path: Some(path),
-            size: sink.size,
-        };
-        let mut batch = Vec::new();
-        let mut batched = 0;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            batched += chunk.len();
-            batch.push(chunk);
-            if batched >= WRITE_BATCH {
-                sink = sink.write(std::mem::take(&mut batch)).await?;
-                batched = 0;
-            }
-        }
-        if !batch.is_empty() {
-            sink = sink.write(batch).await?;
-        }
-        rollback.disarm();
-        *state = Some((sink.size, sink.hasher));
-        Ok(sink.size)
+        // Holds the lock; rolls the file back unless the chunk completes.
+        let mut append = Append::new(state, path, sink.size);
+        let sink = append.run(sink, body).await?;
+        let size = sink.size;
+        append.done(Some((size, sink.hasher)));
+        Ok(size)
     }
 
     pub(super) async fn finish_upload(
@@ -302,7 +234,9 @@ impl FsStore {
                     computed,
                 });
             }
-            file.sync_all()?;
+            // Durable before the 201 that names it; the data (and the
+            // size that reaches it) is all a new file needs.
+            file.sync_data()?;
             disk.commit_blob(&path, &d)?;
             disk.write_link(&disk.layout.layer_link(&r, &d), &d)?;
             remove_tree(&dir)?;

@@ -1,6 +1,8 @@
 use super::slots::RECHECK_EVERY;
 use super::states::MAX_CACHED_UPLOADS;
 use super::*;
+use bytes::Bytes;
+use futures_util::StreamExt;
 
 fn body(parts: Vec<std::io::Result<Bytes>>) -> ByteStream {
     futures_util::stream::iter(parts).boxed()
