@@ -178,3 +178,76 @@ fn start_up_with_a_large_store_answers_at_once_and_pages_stay_complete_while_ind
         ["bulk/n02500x", "bulk/n02501"]
     );
 }
+
+/// A repository with `count` tags made directly in the data dir, as
+/// registry:2 lays them out, all pointing at `digest`.
+fn make_tags(root: &Path, repo: &str, count: usize, digest: &str) -> Vec<String> {
+    let tags: Vec<String> = (0..count).map(|i| format!("t{i:04}")).collect();
+    for t in &tags {
+        write_tag(root, repo, t, digest);
+    }
+    tags
+}
+
+fn write_tag(root: &Path, repo: &str, tag: &str, digest: &str) {
+    let dir = root
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_manifests/tags")
+        .join(tag)
+        .join("current");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("link"), digest).unwrap();
+}
+
+fn all_tags(api: &Api, repo: &str) -> Vec<String> {
+    api.pages(&format!("/v2/{repo}/tags/list?n=100"))
+        .iter()
+        .flat_map(|(v, _)| string_list(v, "tags"))
+        .collect()
+}
+
+#[test]
+fn a_big_repository_s_cached_tags_follow_another_writer_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let api = indexed_berth(&tmp.path().join("data"));
+    let (_, digest) = api.push_oci_image("big", "t0000", 1);
+    let root = api.reg.root.clone();
+    let mut want = make_tags(&root, "big", 300, &digest);
+    // Listed once the directory has settled, so the list is cached.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(all_tags(&api, "big"), want);
+    assert_eq!(all_tags(&api, "big"), want);
+
+    // Another process adds a tag, and one whose link is not written yet.
+    write_tag(&root, "big", "t9999", &digest);
+    let half = root.join("docker/registry/v2/repositories/big/_manifests/tags/t5000");
+    std::fs::create_dir_all(&half).unwrap();
+    want.push("t9999".into());
+    assert_eq!(all_tags(&api, "big"), want, "a tag added by another writer");
+    // Settled and cached again with the half-made tag pending: its link
+    // appears without the tags directory changing.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(all_tags(&api, "big"), want);
+    write_tag(&root, "big", "t5000", &digest);
+    want.push("t5000".into());
+    want.sort();
+    assert_eq!(all_tags(&api, "big"), want, "a tag whose link came later");
+
+    // Another process deletes a tag (registry:2 removes its directory).
+    std::fs::remove_dir_all(root.join("docker/registry/v2/repositories/big/_manifests/tags/t0007"))
+        .unwrap();
+    want.retain(|t| t != "t0007");
+    assert_eq!(
+        all_tags(&api, "big"),
+        want,
+        "a tag deleted by another writer"
+    );
+
+    // Berth's own delete, of a tag in a cached list.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(all_tags(&api, "big"), want);
+    api.delete("/v2/big/manifests/t0100").expect(202);
+    want.retain(|t| t != "t0100");
+    assert_eq!(all_tags(&api, "big"), want, "a tag Berth deleted");
+}
