@@ -49,8 +49,6 @@ pub(super) const WINDOW: u64 = 4 << 20;
 /// trip to the blocking pool.
 pub(super) const SMALL: u64 = 64 << 10;
 
-/// `range` of `file` as a stream of windows; the file has been opened
-/// and checked by the caller.
 /// A small `range` of `file`, read now (on the blocking pool).
 pub(super) fn small(file: &File, range: Range<u64>) -> io::Result<ByteStream> {
     let n = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
@@ -58,6 +56,8 @@ pub(super) fn small(file: &File, range: Range<u64>) -> io::Result<ByteStream> {
     Ok(futures_util::stream::once(async move { Ok(bytes) }).boxed())
 }
 
+/// `range` of `file` as a stream of windows; the file has been opened
+/// and checked by the caller.
 pub(super) fn stream(file: File, range: Range<u64>) -> ByteStream {
     let file = Arc::new(file);
     futures_util::stream::try_unfold(range, move |left| {
