@@ -151,16 +151,19 @@ async fn keep_index(weak: Weak<FsStore>) {
     }
 }
 
-/// Tags lists of repositories with at least this many tags are cached.
-const CACHE_MIN_TAGS: usize = 256;
-/// Tags cached in all, at most: past that the cache starts afresh.
-const CACHE_MAX_TAGS: usize = 1 << 20;
+/// Tags lists of repositories with at least this many tags are cached:
+/// every one, since a cached list costs one `stat` where a listing costs a
+/// `readdir` and a `stat` per tag of the page.
+const CACHE_MIN_TAGS: usize = 1;
+/// Tags cached in all, at most (about 16 MiB of names at 64 bytes each):
+/// past that the cache starts afresh.
+const CACHE_MAX_TAGS: usize = 1 << 18;
 /// A tags directory changed less than this before it was listed is not
 /// cached: a change in the same tick of the filesystem's clock would leave
 /// its modification time as it was.
 const SETTLED: Duration = Duration::from_secs(2);
 
-/// The tags of big repositories, each with the modification time of its
+/// The tags of repositories, each with the modification time of its
 /// `_manifests/tags` directory when listed: adding or removing a tag
 /// (registry:2 and Berth both make and remove a tag's directory) changes
 /// it, so an entry is used only while the time is unchanged, and is

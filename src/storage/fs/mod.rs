@@ -50,7 +50,7 @@ pub struct FsStore {
     /// The catalog's index (see [`index`]): empty and not ready until
     /// [`FsStore::index_in_background`] has scanned the store once.
     index: Arc<RepoIndex>,
-    /// Tags lists of big repositories (see [`index::TagsCache`]).
+    /// Tags lists of repositories (see [`index::TagsCache`]).
     tags_cache: Arc<index::TagsCache>,
 }
 
