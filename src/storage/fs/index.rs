@@ -93,9 +93,15 @@ impl FsStore {
     /// bounded interval for other writers of the data dir; ends when the
     /// store is dropped. Until the first scan is done, the catalog is
     /// answered from a walk. Needs a Tokio runtime.
+    /// The open upload sessions on disk are counted in the background
+    /// too, alongside.
     pub fn index_in_background(self: &Arc<FsStore>) {
         let weak = Arc::downgrade(self);
         tokio::spawn(keep_index(weak));
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            store.open_uploads.count_on_disk(&store.disk.layout);
+        });
     }
 }
 

@@ -103,8 +103,9 @@ impl FsStore {
         }
         Ok(FsStore {
             _dir_lock: lock::lock_dir(&layout, lock)?,
-            // Only a server starts uploads: a collection need not count them.
-            open_uploads: OpenUploads::new(&layout, lock == DirLock::Shared),
+            // Counted by a server, in the background (see
+            // [`FsStore::index_in_background`]): a collection need not.
+            open_uploads: OpenUploads::new(),
             disk: Disk {
                 layout,
                 guard: GcGuard::default(),

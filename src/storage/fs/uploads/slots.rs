@@ -32,22 +32,37 @@ struct Open {
 }
 
 impl OpenUploads {
-    /// Counts the sessions under `layout` (none when `scan` is false).
-    pub(in crate::storage::fs) fn new(layout: &Layout, scan: bool) -> OpenUploads {
-        let mut open = Open {
+    /// No sessions counted yet: see [`OpenUploads::count_on_disk`].
+    pub(in crate::storage::fs) fn new() -> OpenUploads {
+        OpenUploads(Mutex::new(Open {
             by_repo: HashMap::new(),
             total: 0,
             max_total: FsStore::DEFAULT_MAX_UPLOADS,
             max_per_repository: FsStore::DEFAULT_MAX_UPLOADS_PER_REPOSITORY,
             checked: None,
-        };
-        if scan {
-            if let Err(e) = open.scan(layout) {
-                tracing::warn!(error = %e, "cannot count the open upload sessions; counting from zero");
+        }))
+    }
+
+    /// Adds the sessions found under `layout` to those counted. A server
+    /// runs it in the background at start-up (a walk of every repository:
+    /// it must not delay the first answer); sessions started meanwhile are
+    /// counted as usual, and one the walk saw that ended before it was
+    /// added is dropped by the check against the disk when a limit is hit.
+    pub(in crate::storage::fs) fn count_on_disk(&self, layout: &Layout) {
+        let found = match scan(layout) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the open upload sessions; counting those started from now on");
+                return;
             }
-            crate::telemetry::uploads_open(open.total);
+        };
+        let mut open = self.get();
+        for (name, id) in found {
+            if open.by_repo.entry(name).or_default().insert(id) {
+                open.total += 1;
+            }
         }
-        OpenUploads(Mutex::new(open))
+        crate::telemetry::uploads_open(open.total);
     }
 
     fn get(&self) -> std::sync::MutexGuard<'_, Open> {
@@ -123,18 +138,18 @@ impl Open {
             }
         }
     }
+}
 
-    fn scan(&mut self, layout: &Layout) -> std::io::Result<()> {
-        for name in layout.walk_repositories(Holding::Anything)? {
-            let Ok(repo) = RepoName::from_storage(&name) else {
-                continue;
-            };
-            for id in list_dir(&layout.uploads(&repo))? {
-                if self.by_repo.entry(name.clone()).or_default().insert(id) {
-                    self.total += 1;
-                }
-            }
+/// Every upload session under `layout`, as (repository, id).
+fn scan(layout: &Layout) -> std::io::Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for name in layout.walk_repositories(Holding::Anything)? {
+        let Ok(repo) = RepoName::from_storage(&name) else {
+            continue;
+        };
+        for id in list_dir(&layout.uploads(&repo))? {
+            found.push((name.clone(), id));
         }
-        Ok(())
     }
+    Ok(found)
 }

@@ -97,6 +97,8 @@ async fn sessions_are_bounded_and_finish_cancel_and_purge_free_slots() {
         store.start_upload(&"a".parse().unwrap()).await.unwrap()
     };
     let store = FsStore::open(dir.path()).unwrap();
+    // What a server does in the background at start-up.
+    store.open_uploads.count_on_disk(&store.disk.layout);
     store.limit_uploads(4, 2);
     let (a, b): (RepoName, RepoName) = ("a".parse().unwrap(), "b".parse().unwrap());
     let a2 = store.start_upload(&a).await.unwrap(); // with the leftover: 2 in a
