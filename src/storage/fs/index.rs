@@ -225,6 +225,30 @@ impl TagsCache {
     }
 }
 
+/// [`tags_page`] answered from the cache alone, on the calling thread (a
+/// `stat` of the repository's tags directory; see `quick.rs`), or `None`
+/// when the list must be read.
+pub(super) fn cached_tags_page(
+    cache: &TagsCache,
+    layout: &Layout,
+    r: &crate::oci::RepoName,
+    after: Option<&str>,
+    n: Option<usize>,
+) -> io::Result<Option<(Vec<String>, bool)>> {
+    let Some(e) = cache.get(r.as_str()) else {
+        return Ok(None);
+    };
+    if !e.pending.is_empty() {
+        return Ok(None);
+    }
+    let mtime = match fs::metadata(layout.tags(r)).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok((e.mtime == mtime).then(|| page_of_sorted(&e.tags, after, n)))
+}
+
 /// One page of `repo`'s tags (after `after`, at most `n`), and whether more
 /// follow; `repo` must have `_manifests`.
 pub(super) fn tags_page(

@@ -18,6 +18,7 @@ mod index;
 mod io;
 mod layout;
 mod lock;
+mod quick;
 mod read;
 mod referrers;
 mod store;

@@ -33,6 +33,9 @@ impl Drop for ForgetTags<'_> {
 #[async_trait]
 impl Store for FsStore {
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.disk.quick_blob_size(repo, digest, self.refresh_after)? {
+            return Ok(size);
+        }
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
         let refresh_after = self.refresh_after;
         blocking(move || {
@@ -151,22 +154,26 @@ impl Store for FsStore {
     }
 
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<StoredManifest> {
-        let (disk, r, t) = (self.disk.clone(), repo.clone(), tag.clone());
-        blocking(move || {
-            let d = disk
-                .tag_target(&r, t.as_str())?
-                .ok_or(StoreError::ManifestUnknown)?;
-            disk.read_manifest(&r, &d)
-        })
-        .await
+        let d = self.disk.quick_tag(repo, tag.as_str())?;
+        self.manifest_by_digest(repo, &d).await
     }
 
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest> {
+        if let Some(m) = self.disk.quick_manifest(repo, digest)? {
+            return Ok(m);
+        }
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
         blocking(move || disk.read_manifest(&r, &d)).await
     }
 
     async fn manifest_info(&self, repo: &RepoName, reference: &Reference) -> Result<ManifestInfo> {
+        let d = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self.disk.quick_tag(repo, t.as_str())?,
+        };
+        if let Some(info) = self.disk.quick_manifest_info(repo, d)? {
+            return Ok(info);
+        }
         let (disk, r, reference) = (self.disk.clone(), repo.clone(), reference.clone());
         blocking(move || {
             let d = match reference {
@@ -348,6 +355,11 @@ impl Store for FsStore {
         after: Option<&str>,
         n: Option<usize>,
     ) -> Result<Page> {
+        if let Some(page) =
+            super::index::cached_tags_page(&self.tags_cache, &self.disk.layout, repo, after, n)?
+        {
+            return Ok(page);
+        }
         let (layout, r) = (self.disk.layout.clone(), repo.clone());
         let after = after.map(str::to_string);
         let tags_cache = self.tags_cache.clone();
