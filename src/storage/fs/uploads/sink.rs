@@ -88,6 +88,26 @@ impl Sink {
     }
 }
 
+/// Request bytes read and dropped, at most, after a write failed (a full
+/// disk), and for how long: a client still sending when the error answer
+/// comes and the connection closes would see a reset instead of it.
+const DRAIN_MAX: u64 = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads what is left of `body`, within [`DRAIN_MAX`] and [`DRAIN_TIME`].
+async fn drain(body: &mut ByteStream) {
+    let mut left = DRAIN_MAX;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            let Some(rest) = left.checked_sub(chunk.len() as u64) else {
+                return;
+            };
+            left = rest;
+        }
+    })
+    .await;
+}
+
 /// Writes every byte of `batch` with as few `writev` calls as it takes.
 fn write_all(mut file: &File, batch: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = batch
@@ -192,7 +212,13 @@ impl Append {
             if batched >= WRITE_BATCH || (end && !batch.is_empty()) {
                 let sink = match idle.take() {
                     Some(s) => s,
-                    None => self.wait().await?,
+                    None => match self.wait().await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            drain(&mut body).await;
+                            return Err(e);
+                        }
+                    },
                 };
                 let full = std::mem::take(&mut batch);
                 self.inflight = Some(tokio::spawn(sink.write(full)));
