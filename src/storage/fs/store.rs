@@ -30,19 +30,10 @@ impl Drop for ForgetTags<'_> {
     }
 }
 
-/// The result of a scoped thread's write (a panic counts as an I/O error).
-pub(super) fn joined(h: std::thread::ScopedJoinHandle<'_, Result<()>>) -> Result<()> {
-    h.join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("a write panicked").into()))
-}
-
 #[async_trait]
 impl Store for FsStore {
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        if let Some(size) = self
-            .disk
-            .quick_blob_size(repo, digest, self.refresh_after)?
-        {
+        if let Some(size) = self.disk.quick_blob_size(repo, digest, self.refresh_after)? {
             return Ok(size);
         }
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
@@ -263,41 +254,15 @@ impl Store for FsStore {
                     }
                 }
                 disk.protect_references(&r, &d, &blobs, &children)?;
+                if disk.blob_len(&d)?.is_none() {
+                    disk.write_blob(&bytes, &d)?;
+                }
                 let layout = &disk.layout;
-                // What the tags will point at, written at once so that the
-                // fsyncs overlap (each waits for the disk): the manifest's
-                // bytes; its media type and revision link; the tags' index
-                // links. A crash in between leaves, at worst, a revision
-                // whose bytes are missing, which is not served. Only then
-                // the referrer and the tags, so that a moved tag never
-                // points at a manifest that is not durable.
-                std::thread::scope(|s| -> Result<()> {
-                    let blob = s.spawn(|| -> Result<()> {
-                        if disk.blob_len(&d)?.is_none() {
-                            disk.write_blob(&bytes, &d)?;
-                        }
-                        Ok(())
-                    });
-                    let index_links = (!tags.is_empty()).then(|| {
-                        s.spawn(|| -> Result<()> {
-                            for t in &tags {
-                                disk.write_link(&layout.tag_index_link(&r, t.as_str(), &d), &d)?;
-                            }
-                            Ok(())
-                        })
-                    });
-                    let revision = disk
-                        .write_atomic(
-                            &layout.revision_media_type(&r, &d),
-                            media_type.as_str().as_bytes(),
-                        )
-                        .and_then(|()| disk.write_link(&layout.revision_link(&r, &d), &d));
-                    joined(blob)?;
-                    if let Some(h) = index_links {
-                        joined(h)?;
-                    }
-                    Ok(revision?)
-                })?;
+                disk.write_atomic(
+                    &layout.revision_media_type(&r, &d),
+                    media_type.as_str().as_bytes(),
+                )?;
+                disk.write_link(&layout.revision_link(&r, &d), &d)?;
                 if let (Some(s), Some((json, artifact_type))) = (&subject, &referrer) {
                     disk.write_atomic(
                         &layout.referrer_artifact_type(&r, s, &d),
@@ -307,6 +272,7 @@ impl Store for FsStore {
                     disk.write_link(&layout.referrer_link(&r, s, &d), &d)?;
                 }
                 for t in &tags {
+                    disk.write_link(&layout.tag_index_link(&r, t.as_str(), &d), &d)?;
                     disk.write_link(&layout.tag_current_link(&r, t.as_str()), &d)?;
                 }
                 Ok(())

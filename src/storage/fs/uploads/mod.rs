@@ -236,18 +236,9 @@ impl FsStore {
             }
             // Durable before the 201 that names it; the data (and the
             // size that reaches it) is all a new file needs.
-            // The layer link is written while the blob is synced (both
-            // wait for the disk; under the push guard, the collector cannot
-            // see the link before the blob): a crash in between leaves a
-            // link to a missing blob, which is not served.
-            std::thread::scope(|s| -> Result<()> {
-                let link = s.spawn(|| -> Result<()> {
-                    Ok(disk.write_link(&disk.layout.layer_link(&r, &d), &d)?)
-                });
-                let blob = file.sync_data().and_then(|()| disk.commit_blob(&path, &d));
-                super::store::joined(link)?;
-                Ok(blob?)
-            })?;
+            file.sync_data()?;
+            disk.commit_blob(&path, &d)?;
+            disk.write_link(&disk.layout.layer_link(&r, &d), &d)?;
             remove_tree(&dir)?;
             Ok(size)
         })
