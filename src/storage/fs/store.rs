@@ -33,7 +33,10 @@ impl Drop for ForgetTags<'_> {
 #[async_trait]
 impl Store for FsStore {
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
-        if let Some(size) = self.disk.quick_blob_size(repo, digest, self.refresh_after)? {
+        if let Some(size) = self
+            .disk
+            .quick_blob_size(repo, digest, self.refresh_after)?
+        {
             return Ok(size);
         }
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
