@@ -23,6 +23,8 @@ const MAX_JOURNAL: usize = 100_000;
 #[derive(Default)]
 pub struct RepoIndex {
     state: RwLock<State>,
+    /// Told when a scan ends, however it ends.
+    scanned: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -53,6 +55,24 @@ impl RepoIndex {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits, at most `limit`, for the first scan when it is running:
+    /// whether the index is ready now. A catalog request during the
+    /// start-up scan waits for it rather than walk the store a second time
+    /// beside it.
+    pub async fn wait_ready(&self, limit: std::time::Duration) -> bool {
+        let scanned = self.scanned.notified();
+        tokio::pin!(scanned);
+        scanned.as_mut().enable();
+        {
+            let state = self.read();
+            if state.ready || state.journal.is_none() {
+                return state.ready;
+            }
+        }
+        let _ = tokio::time::timeout(limit, scanned).await;
+        self.is_ready()
     }
 
     /// The first scan is complete.
@@ -125,6 +145,8 @@ impl RepoIndex {
         let journal = state.journal.take().unwrap_or_default();
         if state.overflowed {
             state.overflowed = false;
+            drop(state);
+            self.scanned.notify_waiters();
             return false;
         }
         for (name, present) in journal {
@@ -136,6 +158,8 @@ impl RepoIndex {
         }
         state.repos = found;
         state.ready = true;
+        drop(state);
+        self.scanned.notify_waiters();
         true
     }
 
@@ -144,6 +168,8 @@ impl RepoIndex {
         let mut state = self.write();
         state.journal = None;
         state.overflowed = false;
+        drop(state);
+        self.scanned.notify_waiters();
     }
 }
 

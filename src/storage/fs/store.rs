@@ -30,6 +30,9 @@ impl Drop for ForgetTags<'_> {
     }
 }
 
+/// How long a catalog request waits for the start-up scan, at most.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[async_trait]
 impl Store for FsStore {
     async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
@@ -396,7 +399,14 @@ impl Store for FsStore {
         if let Some(page) = self.index.page(after, n, allow) {
             return Ok(page);
         }
-        // Not indexed yet: walk, as before there was an index.
+        // The start-up scan is the same walk: wait for it, within a bound.
+        if self.index.wait_ready(INDEX_WAIT).await {
+            if let Some(page) = self.index.page(after, n, allow) {
+                return Ok(page);
+            }
+        }
+        // Not indexed yet (no scan running, or it failed or is slow): walk,
+        // as before there was an index.
         let all = self.repositories().await?;
         Ok(page_list(all, after, n, allow))
     }
