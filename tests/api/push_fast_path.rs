@@ -23,6 +23,20 @@ fn assert_pulls(api: &Api, repo: &str, digest: &str, want: &[u8]) {
     assert!(r.body == want, "pulled bytes differ from the pushed ones");
 }
 
+/// Sends `data` from `first` on to the upload at `loc`, closes it as `d`
+/// and checks that the blob pulls back whole.
+fn send_rest_and_pull(api: &Api, repo: &str, loc: &str, data: &[u8], first: usize, d: &str) {
+    let r = api.patch(
+        loc,
+        &data[first..],
+        Some((first as u64, data.len() as u64 - 1)),
+    );
+    r.expect(202);
+    api.close_upload(&r.must_header("location"), d, &[])
+        .expect(201);
+    assert_pulls(api, repo, d, data);
+}
+
 #[test]
 fn chunks_of_odd_sizes_across_batches_keep_every_byte() {
     let api = Api::start();
@@ -102,15 +116,7 @@ fn a_push_resumed_after_a_416_ends_with_the_right_bytes() {
     let st = api.get(&loc);
     st.expect(204);
     assert_eq!(range_end(&st), first as u64 - 1);
-    let r = api.patch(
-        &loc,
-        &data[first..],
-        Some((first as u64, data.len() as u64 - 1)),
-    );
-    r.expect(202);
-    api.close_upload(&r.must_header("location"), &d, &[])
-        .expect(201);
-    assert_pulls(&api, "fast/resume", &d, &data);
+    send_rest_and_pull(&api, "fast/resume", &loc, &data, first, &d);
 }
 
 #[test]
@@ -175,15 +181,7 @@ fn a_client_gone_mid_chunk_leaves_the_upload_where_it_was() {
         st.status == 204 && range_end(&st) == first as u64 - 1
     });
     assert!(back, "the abandoned chunk's bytes were kept");
-    let r = api.patch(
-        &loc,
-        &data[first..],
-        Some((first as u64, data.len() as u64 - 1)),
-    );
-    r.expect(202);
-    api.close_upload(&r.must_header("location"), &d, &[])
-        .expect(201);
-    assert_pulls(&api, "fast/gone", &d, &data);
+    send_rest_and_pull(&api, "fast/gone", &loc, &data, first, &d);
 }
 
 #[test]

@@ -65,7 +65,8 @@ impl Disk {
 
     /// What a manifest HEAD answers for revision `d` of `r`.
     pub(super) fn quick_manifest_info(&self, r: &RepoName, d: Digest) -> Quick<ManifestInfo> {
-        if !self.has_revision(r, &d)? {
+        // As `has_revision`, with the blob's size from the same `stat`.
+        if read_link(&self.layout.revision_link(r, &d))?.as_ref() != Some(&d) {
             return Err(StoreError::ManifestUnknown);
         }
         let size = self.blob_len(&d)?.ok_or(StoreError::ManifestUnknown)?;
