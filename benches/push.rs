@@ -330,6 +330,12 @@ fn sha256_ceiling() -> f64 {
     mbs
 }
 
+/// Writes every dirty page out (`sync`), so a run does not pay for the
+/// writeback of the one before it.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
@@ -361,8 +367,19 @@ fn main() {
         .build()
         .expect("runtime");
     let mut results: Vec<Vec<Figures>> = vec![Vec::new(); servers.len()];
+    // Data dirs are removed at the end, not between runs: ext4 makes every
+    // file create scan for inodes freed in the last 30 s, so a run right
+    // after tens of thousands of deletions would pay for them.
+    let mut dirs = Vec::new();
     for round in 0..rounds {
-        for (i, (name, kind)) in servers.iter().enumerate() {
+        // Each round starts with the next server, so none always runs right
+        // after registry:2 (which leaves its writes dirty for the next run's
+        // fsyncs to wait on); and every run starts from a clean page cache:
+        // the previous run's dirty pages written out first.
+        let n = servers.len();
+        for i in (0..n).map(|k| (k + round as usize) % n) {
+            let (name, kind) = &servers[i];
+            settle();
             let tmp =
                 tempfile::tempdir_in(env("BENCH_DIR", std::env::temp_dir())).expect("tempdir");
             let s = start(kind, &tmp.path().join("root"));
@@ -372,8 +389,11 @@ fn main() {
                 f.mono_mbs, f.mono_cpu, f.chunked_mbs, f.chunked_cpu, f.images, f.images_cpu
             );
             results[i].push(f);
+            drop(s);
+            dirs.push(tmp);
         }
     }
+    drop(dirs);
     let (c, lo, hi) = median(ceiling);
     println!("\nSHA-256 in one thread here: {c:.0} MB/s ({lo:.0}-{hi:.0})");
     type Get = fn(&Figures) -> f64;

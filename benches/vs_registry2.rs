@@ -5,7 +5,8 @@
 //! catalog walks at 2,000 and 20,000 repositories, a 10,000-tag list, and
 //! memory (idle, peaks during the 2 GiB transfers, after the 20k catalog).
 //!
-//! Rounds run A B A B (`BENCH_ROUNDS`, default 3) with fresh data dirs; the
+//! Rounds run A B, B A, A B (`BENCH_ROUNDS`, default 3) with fresh data dirs
+//! (kept to the end of the run, each step's writes synced before the next); the
 //! table gives medians, min–max spreads, the ratio Berth / registry:2 and
 //! which direction is better, server CPU-seconds per GiB (utime + stime from
 //! `/proc/<pid>/stat`) and the client's own CPU, so a reader can tell the
@@ -233,8 +234,13 @@ struct Inputs {
     scratch: PathBuf,
 }
 
-fn fresh(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
+/// Done with a data dir: it stays until the end of the run (the scratch
+/// dir goes then), since ext4 makes every file create scan for inodes freed
+/// in the last 30 s and the next workload would pay for this one's
+/// deletions; its dirty pages are written out now (`sync`) so the next
+/// workload does not wait on them either.
+fn fresh(_dir: &Path) {
+    let _ = std::process::Command::new("sync").status();
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -504,7 +510,10 @@ fn main() {
     let load_start = loadavg();
     let mut results = Results::default();
     for r in 0..c.rounds {
-        for &k in &kinds {
+        // Each round starts with the other server, so neither always runs
+        // right after the other's work.
+        let n = kinds.len();
+        for k in (0..n).map(|i| kinds[(i + r) % n]) {
             round(k, r, &c, &inputs, &mut results);
         }
         // The table so far, so that a cut-short run still leaves figures.
@@ -557,7 +566,7 @@ fn render(
     };
     let mut md = format!(
         "Berth {} ({rev}) vs registry:2 (Debian docker-registry {r2}), {date}{}.\n\
-         {done} of {} round(s), A B A B, fresh data dirs; {} s per small-request phase; \
+         {done} of {} round(s), A B / B A alternating, fresh data dirs kept to the end, synced between steps; {} s per small-request phase; \
          {} wall; load average {load_start} at the start, {} at the end.\n\
          Machine: {}; {}.\n\n",
         env!("CARGO_PKG_VERSION"),

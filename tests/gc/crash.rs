@@ -141,3 +141,95 @@ fn crash_at_every_step_keeps_live_images() {
     let reg = Registry::start_in(&root, DELETE, &[]);
     check_live(&reg.base, &live).unwrap();
 }
+
+/// A power cut after a push that kept the names of what it wrote but not
+/// the bytes of the records whose path names their digest: every layer and
+/// revision `link` is empty, every media-type record empty and every tag's
+/// index gone (Berth fsyncs only the directory for these). The image still
+/// pulls by tag and digest, its layers still mount into another
+/// repository, a second push of it is accepted, and the collector keeps
+/// all of it while deleting real garbage.
+#[test]
+fn links_a_power_cut_left_empty_still_link() {
+    let (_tmp, root) = tmp_root();
+    let c = client();
+    let layers = vec![noise(30_000, 1), noise(20_000, 2)];
+    let (live, gone) = {
+        let reg = Registry::start_in(&root, DELETE, &[]);
+        let live = push_image(&c, &reg.base, "cut/app", Some("v1"), &layers, "live", None).unwrap();
+        let gone = push_image(
+            &c,
+            &reg.base,
+            "cut/app",
+            Some("old"),
+            &[noise(9_000, 3)],
+            "old",
+            None,
+        )
+        .unwrap();
+        let r = c
+            .delete(format!("{}/v2/cut/app/manifests/{gone}", reg.base))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        (live, gone)
+    };
+    let (mut emptied, mut index_dirs) = (0, Vec::new());
+    for path in files(&root).keys() {
+        let s = path.to_string_lossy();
+        let name = path.file_name().unwrap().to_string_lossy();
+        if (name == "link" && (s.contains("/_layers/") || s.contains("/_manifests/revisions/")))
+            || name == "media-type"
+        {
+            std::fs::write(path, b"").unwrap();
+            emptied += 1;
+        }
+        if s.contains("/_manifests/tags/") && s.contains("/index/") {
+            index_dirs.push(path.parent().unwrap().to_path_buf());
+        }
+    }
+    assert!(emptied >= 6, "only {emptied} records emptied");
+    assert!(!index_dirs.is_empty(), "no tag index entries found");
+    for d in index_dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    {
+        let reg = Registry::start_in(&root, DELETE, &[]);
+        assert_eq!(pull(&c, &reg.base, "cut/app", "v1").unwrap(), live);
+        assert_eq!(pull(&c, &reg.base, "cut/app", &live).unwrap(), live);
+        let r = c
+            .head(format!("{}/v2/cut/app/manifests/v1", reg.base))
+            .header("accept", support::OCI_MANIFEST)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers()["content-type"], support::OCI_MANIFEST);
+        let layer = support::sha256(&layers[0]);
+        let r = c
+            .post(format!(
+                "{}/v2/cut/other/blobs/uploads/?mount={layer}&from=cut/app",
+                reg.base
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "mount from an emptied link");
+        let r = c
+            .head(format!("{}/v2/cut/other/blobs/{layer}", reg.base))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let again =
+            push_image(&c, &reg.base, "cut/app", Some("v2"), &layers, "live", None).unwrap();
+        assert_eq!(again, live);
+    }
+    let report = gc_json(&root, &["--delete-untagged"]);
+    let deleted = deleted_blobs(&report);
+    assert!(
+        deleted.contains(&gone),
+        "the deleted image is collected: {report}"
+    );
+    assert!(!deleted.contains(&live), "the live image is kept: {report}");
+    let reg = Registry::start_in(&root, DELETE, &[]);
+    assert_eq!(pull(&c, &reg.base, "cut/app", "v1").unwrap(), live);
+}

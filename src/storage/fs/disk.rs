@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::io::{not_found, read_link, sync_dir, write_atomic};
+use super::io::{links_to, not_found, read_link, sync_dir, write_atomic, Durable};
 use super::layout::Layout;
 use super::lock::GcGuard;
 use crate::oci::{references, Digest, Manifest, MediaType, RepoName, MAX_MANIFEST_BYTES};
@@ -61,12 +61,32 @@ impl Disk {
 
     /// Writes `bytes` to `path` atomically and durably.
     pub fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        write_atomic(path, bytes, &self.layout.tmp_file())
+        write_atomic(path, bytes, &self.layout.tmp_file(), Durable::All)
     }
 
-    /// Writes a `link` file naming `d`.
+    /// Writes `bytes` to `path` atomically, not durably: for records derived
+    /// again when a crash loses them.
+    pub fn write_lazy(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        write_atomic(path, bytes, &self.layout.tmp_file(), Durable::Lazy)
+    }
+
+    /// Writes a `link` file naming `d`, content and name durable (a tag's
+    /// `current` link, a referrer's link: their path does not name `d`).
     pub fn write_link(&self, link: &Path, d: &Digest) -> io::Result<()> {
         self.write_atomic(link, d.to_string().as_bytes())
+    }
+
+    /// Writes a `link` file naming `d` in `d`'s own directory (a layer or a
+    /// revision): its name is made durable, its bytes are left to the
+    /// kernel, and it is read with [`links_to`], which takes a link a crash
+    /// left empty as the link its path names. One fsync instead of two.
+    pub fn write_link_named(&self, link: &Path, d: &Digest) -> io::Result<()> {
+        write_atomic(
+            link,
+            d.to_string().as_bytes(),
+            &self.layout.tmp_file(),
+            Durable::Name,
+        )
     }
 
     /// Writes `bytes`, verified to hash to `d`, into the blob store.
@@ -120,22 +140,16 @@ impl Disk {
 
     /// Is `d` linked into `r` as a layer (or a manifest)?
     pub fn is_linked(&self, r: &RepoName, d: &Digest) -> io::Result<bool> {
-        Ok(
-            self.is_layer(r, d)?
-                || read_link(&self.layout.revision_link(r, d))?.as_ref() == Some(d),
-        )
+        Ok(self.is_layer(r, d)? || links_to(&self.layout.revision_link(r, d), d)?)
     }
 
     /// Is `d` linked into `r` as a layer?
     pub fn is_layer(&self, r: &RepoName, d: &Digest) -> io::Result<bool> {
-        Ok(read_link(&self.layout.layer_link(r, d))?.as_ref() == Some(d))
+        links_to(&self.layout.layer_link(r, d), d)
     }
 
     pub fn has_revision(&self, r: &RepoName, d: &Digest) -> io::Result<bool> {
-        Ok(
-            read_link(&self.layout.revision_link(r, d))?.as_ref() == Some(d)
-                && self.blob_len(d)?.is_some(),
-        )
+        Ok(links_to(&self.layout.revision_link(r, d), d)? && self.blob_len(d)?.is_some())
     }
 
     pub fn read_manifest(&self, r: &RepoName, d: &Digest) -> Result<StoredManifest> {
@@ -178,13 +192,11 @@ impl Disk {
     /// data dir is served without it.
     fn record_media_type_if_linked(&self, r: &RepoName, d: &Digest, mt: MediaType) {
         let _push = self.push_guard();
-        if let Ok(Some(link)) = read_link(&self.layout.revision_link(r, d)) {
-            if link == *d {
-                let _ = self.write_atomic(
-                    &self.layout.revision_media_type(r, d),
-                    mt.as_str().as_bytes(),
-                );
-            }
+        if let Ok(true) = links_to(&self.layout.revision_link(r, d), d) {
+            let _ = self.write_lazy(
+                &self.layout.revision_media_type(r, d),
+                mt.as_str().as_bytes(),
+            );
         }
     }
 
@@ -263,7 +275,7 @@ impl Disk {
             }
         }
         for m in &refs.manifests {
-            if read_link(&self.layout.revision_link(r, m))?.as_ref() == Some(m) {
+            if links_to(&self.layout.revision_link(r, m), m)? {
                 self.protect_closure(r, m, depth + 1, walk)?;
             }
         }

@@ -30,22 +30,63 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Writes `bytes` to `path` atomically and durably, through the temporary
-/// file `tmp` (removed on failure).
-pub(super) fn write_atomic(path: &Path, bytes: &[u8], tmp: &Path) -> io::Result<()> {
+/// How durable a write must be before the call returns.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Durable {
+    /// Content and name: the file survives a crash as written.
+    All,
+    /// The name only: the file survives a crash, perhaps empty. For a file
+    /// whose content its path already names (a `link` under the digest's
+    /// own directory, read with [`links_to`]).
+    Name,
+    /// Nothing: a crash may lose the file. For records that are derived
+    /// again when missing or unreadable (a revision's media type) or that
+    /// only history reads (a tag's index).
+    Lazy,
+}
+
+/// Writes `bytes` to `path` atomically (a reader sees the old file or the
+/// new one, never a part), through the temporary file `tmp` (removed on
+/// failure), and as durably as `durable` asks.
+pub(super) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    tmp: &Path,
+    durable: Durable,
+) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("no parent"))?;
     fs::create_dir_all(dir)?;
     let result = (|| {
         let mut f = File::create(tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable == Durable::All {
+            f.sync_all()?;
+        }
         fs::rename(tmp, path)?;
+        if durable == Durable::Lazy {
+            return Ok(());
+        }
         sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(tmp);
     }
     result
+}
+
+/// Does the `link` file at `path`, in the directory of digest `d`, link `d`?
+/// Yes when it names `d`, and also when it names nothing at all: a link
+/// written with [`Durable::Name`] whose bytes a crash kept from the disk
+/// (its path is what names the digest). No when absent or naming another.
+pub(super) fn links_to(path: &Path, d: &Digest) -> io::Result<bool> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(match s.trim().parse::<Digest>() {
+            Ok(named) => named == *d,
+            Err(_) => s.trim().is_empty(),
+        }),
+        Err(e) if not_found(&e) || e.kind() == io::ErrorKind::NotADirectory => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes a directory tree; absent is fine.

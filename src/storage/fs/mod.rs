@@ -2,9 +2,14 @@
 //! place a path is built), so a data dir stays readable by registry:2 and
 //! vice versa.
 //!
-//! Every file appears atomically: written to a temporary file, fsynced, renamed
-//! into place, then the directory is fsynced. All synchronous I/O runs on the
-//! blocking pool, one closure per operation.
+//! Every file appears atomically: written to a temporary file and renamed into
+//! place. Blobs, tag links and referrer records are fsynced, then their
+//! directory; a layer's or revision's `link` (whose path names its digest)
+//! has only its directory fsynced and is read with [`io::links_to`], which
+//! takes an empty link as the one its path names; a revision's media-type
+//! record and a tag's index entry are not fsynced (derived again, or history
+//! only). All synchronous I/O runs on the blocking pool, one closure per
+//! operation.
 //!
 //! - [`layout`]: paths; [`io`]: file primitives; [`disk`]: links, blobs and the
 //!   push-time refresh shared by serving and collecting;

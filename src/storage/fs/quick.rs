@@ -21,7 +21,7 @@ use std::io::Read;
 use bytes::Bytes;
 
 use super::disk::Disk;
-use super::io::{not_found, read_link};
+use super::io::{links_to, not_found};
 use crate::oci::{Digest, RepoName};
 use crate::storage::{ManifestInfo, Result, StoreError, StoredManifest};
 
@@ -39,7 +39,7 @@ impl Disk {
 
     /// Revision `d` of `r`, as [`Disk::read_manifest`] reads it.
     pub(super) fn quick_manifest(&self, r: &RepoName, d: &Digest) -> Quick<StoredManifest> {
-        if read_link(&self.layout.revision_link(r, d))?.as_ref() != Some(d) {
+        if !links_to(&self.layout.revision_link(r, d), d)? {
             return Err(StoreError::ManifestUnknown);
         }
         let mut file = match File::open(self.layout.blob_data(d)) {
@@ -66,7 +66,7 @@ impl Disk {
     /// What a manifest HEAD answers for revision `d` of `r`.
     pub(super) fn quick_manifest_info(&self, r: &RepoName, d: Digest) -> Quick<ManifestInfo> {
         // As `has_revision`, with the blob's size from the same `stat`.
-        if read_link(&self.layout.revision_link(r, &d))?.as_ref() != Some(&d) {
+        if !links_to(&self.layout.revision_link(r, &d), &d)? {
             return Err(StoreError::ManifestUnknown);
         }
         let size = self.blob_len(&d)?.ok_or(StoreError::ManifestUnknown)?;

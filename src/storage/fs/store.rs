@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::index::TagsCache;
-use super::io::{list_dir, not_found, read_link, remove_tree};
+use super::io::{links_to, list_dir, not_found, remove_tree};
 use super::layout::Holding;
 use super::{blocking, read, referrers, FsStore};
 use crate::oci::{Digest, Manifest, Reference, RepoName, Tag};
@@ -94,12 +94,13 @@ impl Store for FsStore {
     }
 
     async fn blob_unlink(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        let (dir, link) = (
+        let (dir, link, d) = (
             self.disk.layout.layer(repo, digest),
             self.disk.layout.layer_link(repo, digest),
+            digest.clone(),
         );
         blocking(move || {
-            if read_link(&link)?.is_none() {
+            if !links_to(&link, &d)? {
                 return Err(StoreError::BlobUnknown);
             }
             remove_tree(&dir)?;
@@ -120,7 +121,7 @@ impl Store for FsStore {
             let present = disk.is_layer(&f, &d)? && disk.blob_len(&d)?.is_some();
             if present {
                 disk.touch_blob(&d)?;
-                disk.write_link(&disk.layout.layer_link(&r, &d), &d)?;
+                disk.write_link_named(&disk.layout.layer_link(&r, &d), &d)?;
             }
             Ok(present)
         })
@@ -264,11 +265,13 @@ impl Store for FsStore {
                     disk.write_blob(&bytes, &d)?;
                 }
                 let layout = &disk.layout;
-                disk.write_atomic(
+                // The media-type record is derived again from the bytes
+                // when a crash loses it; the revision link is what commits.
+                disk.write_lazy(
                     &layout.revision_media_type(&r, &d),
                     media_type.as_str().as_bytes(),
                 )?;
-                disk.write_link(&layout.revision_link(&r, &d), &d)?;
+                disk.write_link_named(&layout.revision_link(&r, &d), &d)?;
                 if let (Some(s), Some((json, artifact_type))) = (&subject, &referrer) {
                     disk.write_atomic(
                         &layout.referrer_artifact_type(&r, s, &d),
@@ -278,7 +281,10 @@ impl Store for FsStore {
                     disk.write_link(&layout.referrer_link(&r, s, &d), &d)?;
                 }
                 for t in &tags {
-                    disk.write_link(&layout.tag_index_link(&r, t.as_str(), &d), &d)?;
+                    // The tag's index is history (the collector's clean-up
+                    // reads it); its `current` link is what readers follow.
+                    let index = layout.tag_index_link(&r, t.as_str(), &d);
+                    disk.write_lazy(&index, d.to_string().as_bytes())?;
                     disk.write_link(&layout.tag_current_link(&r, t.as_str()), &d)?;
                 }
                 Ok(())

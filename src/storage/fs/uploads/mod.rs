@@ -238,7 +238,7 @@ impl FsStore {
             // size that reaches it) is all a new file needs.
             file.sync_data()?;
             disk.commit_blob(&path, &d)?;
-            disk.write_link(&disk.layout.layer_link(&r, &d), &d)?;
+            disk.write_link_named(&disk.layout.layer_link(&r, &d), &d)?;
             remove_tree(&dir)?;
             Ok(size)
         })
