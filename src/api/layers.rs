@@ -1,8 +1,10 @@
 //! The layers around the API's handlers that every request passes, whatever
 //! sits between them and the handlers: the version header, one log line,
 //! the configured headers (`http.headers`), CORS (`[cors]`),
-//! `Connection: close` after a refused body, and the parsing of the route.
+//! `Connection: close` after a refused body, the parsing of the route, the
+//! metrics, and the [`Gate`] (the auth layer) between them and the handlers.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,13 +79,37 @@ impl ResponsePolicy {
     }
 }
 
+/// A check that runs inside the outer layers, once the route is parsed, and
+/// just before the handlers: the auth layer. It may refuse a request with
+/// an answer of its own (which is logged, measured and carries the
+/// version, configured and CORS headers like any other), or let it go on,
+/// adding what the handlers should know to its extensions.
+///
+/// A gate is part of the one outer middleware rather than a layer of its
+/// own: a layer costs every request a boxed future and a clone of the
+/// stack below it, which was most of what an authenticated request cost
+/// beyond an anonymous one.
+pub trait Gate: Send + Sync + 'static {
+    /// `Err`: the answer that refuses the request.
+    fn check(&self, req: &mut Request) -> impl Future<Output = Result<(), Response>> + Send;
+}
+
+/// No gate: every request goes on to the handlers.
+pub struct Open;
+
+impl Gate for Open {
+    async fn check(&self, _: &mut Request) -> Result<(), Response> {
+        Ok(())
+    }
+}
+
 /// Wraps `routes` (the handlers, with whatever layers were put around them)
 /// in the API's outer layers. From the outside in: the version header, the
 /// client's address and host ([`ClientInfo`], `http.trusted_proxies`), the
-/// log line, `http.headers`, CORS (a preflight is answered here, before any
-/// auth layer inside), `Connection: close`, the route parser, the metrics;
-/// so a 401 from an inner layer is logged and carries the version,
-/// configured and CORS headers too.
+/// log line, `http.headers`, CORS (a preflight is answered here, before the
+/// gate), `Connection: close`, the route parser, the metrics, the `gate`;
+/// so a 401 from the gate is logged and carries the version, configured
+/// and CORS headers too.
 ///
 /// They run as one middleware, in that order: one boxed future and one
 /// clone of the stack below per request, where a layer each cost eight
@@ -91,31 +117,42 @@ impl ResponsePolicy {
 ///
 /// `policy` is read once per request, so a reload that replaces it applies
 /// from the next request on.
-pub fn outer_layers(
+pub fn outer_layers<G: Gate>(
     routes: Router,
     policy: Arc<Live<ResponsePolicy>>,
     proxy: Arc<ProxyPolicy>,
+    gate: Option<Arc<G>>,
 ) -> Router {
     routes.layer(middleware::from_fn_with_state(
-        Arc::new(Outer { policy, proxy }),
-        outer,
+        Arc::new(Outer {
+            policy,
+            proxy,
+            gate,
+        }),
+        outer::<G>,
     ))
 }
 
 /// What the outer layers read.
-struct Outer {
+struct Outer<G> {
     policy: Arc<Live<ResponsePolicy>>,
     proxy: Arc<ProxyPolicy>,
+    gate: Option<Arc<G>>,
 }
 
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 
-async fn outer(State(outer): State<Arc<Outer>>, mut req: Request, next: Next) -> Response {
+async fn outer<G: Gate>(
+    State(outer): State<Arc<Outer<G>>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let client = client_info(&outer.proxy, &mut req);
     let live = outer.policy.get();
     let (policy, proxy): (&ResponsePolicy, &ProxyPolicy) = (&live, &outer.proxy);
+    let gate = outer.gate.as_deref();
     let mut resp = log_request(client, req, |req| async move {
-        let mut resp = cors(policy, req, |req| closing(proxy, req, next)).await;
+        let mut resp = cors(policy, req, |req| closing(proxy, gate, req, next)).await;
         for (name, value) in &policy.headers {
             resp.headers_mut().append(name.clone(), value.clone());
         }
@@ -127,13 +164,26 @@ async fn outer(State(outer): State<Arc<Outer>>, mut req: Request, next: Next) ->
     resp
 }
 
-/// `Connection: close` after a refused body, around the route parser and
-/// the metrics (which pass to the handlers).
-async fn closing(proxy: &ProxyPolicy, mut req: Request, next: Next) -> Response {
+/// `Connection: close` after a refused body, around the route parser, the
+/// metrics and the gate (which pass to the handlers).
+async fn closing<G: Gate>(
+    proxy: &ProxyPolicy,
+    gate: Option<&G>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let has_body = sends_body(&req);
     let parsed = Arc::new(ParsedRequest::under(proxy.prefix(), req.uri()));
     req.extensions_mut().insert(parsed);
-    let mut resp = super::metrics::instrument(req, next).await;
+    let mut resp = super::metrics::instrument(req, |mut req| async move {
+        if let Some(gate) = gate {
+            if let Err(refusal) = gate.check(&mut req).await {
+                return refusal;
+            }
+        }
+        next.run(req).await
+    })
+    .await;
     if has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
         // An error answering a request that sends a body (a refused chunk,
         // say) usually comes before the body was read; the rest of it

@@ -14,7 +14,6 @@ use std::time::Instant;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use metrics::{counter, gauge, histogram, Counter, Gauge};
@@ -55,9 +54,13 @@ fn method_label(m: &Method) -> &'static str {
 
 /// The layer (inside the route parser, which it reads the route from);
 /// it passes requests untouched while no Prometheus recorder is installed.
-pub async fn instrument(req: Request, next: Next) -> Response {
+pub async fn instrument<F, Fut>(req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     if !crate::telemetry::recording() {
-        return next.run(req).await;
+        return inner(req).await;
     }
     let handler = req
         .extensions()
@@ -83,7 +86,7 @@ pub async fn instrument(req: Request, next: Next) -> Response {
             measure: None,
         })
     });
-    let resp = next.run(req).await;
+    let resp = inner(req).await;
     measure.code = Some(resp.status().as_u16());
     let sent = measure.sent.clone();
     resp.map(|body| {

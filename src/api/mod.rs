@@ -2,10 +2,10 @@
 //! Handlers are thin: parse the request into `oci` types, call the store,
 //! build the response. Every failure is an [`ApiError`].
 //!
-//! The API knows nothing of authentication: a layer put between
-//! [`handlers`] and [`outer_layers`] may read the [`ParsedRequest`] and
-//! limit what the handlers do through the extensions this module defines
-//! ([`PullAccess`]).
+//! The API knows nothing of authentication: a [`Gate`] given to
+//! [`outer_layers`] (or a layer put between them and [`handlers`]) may
+//! read the [`ParsedRequest`] and limit what the handlers do through the
+//! extensions this module defines ([`PullAccess`]).
 
 mod blobs;
 mod error;
@@ -33,7 +33,7 @@ use axum::Router;
 
 pub use error::ApiError;
 pub use forwarded::{client_info, ClientInfo, ProxyPolicy, Urls};
-pub use layers::{outer_layers, ResponsePolicy};
+pub use layers::{outer_layers, Gate, Open, ResponsePolicy};
 pub use request::{ParsedRequest, PullAccess, Query};
 pub use route::Route;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::limit::Admit;
 use super::{basic_credentials, Action, Auth, Outcome};
-use crate::api::{ApiError, ClientInfo, ParsedRequest, PullAccess, Route};
+use crate::api::{ApiError, ClientInfo, Gate, ParsedRequest, PullAccess, Route};
 use crate::oci::{ErrorCode, RepoName};
 
 /// The authenticated user of a request, as a request extension.
@@ -161,42 +161,56 @@ fn denied(action: Action, repo: &RepoName) -> Response {
         .into_response()
 }
 
-/// The middleware: authenticates the request, then authorises it. It must
-/// sit inside the API's outer layers, which parse the route; a request
-/// without a parsed route is refused (a decision that cannot be made
-/// must not let the request through).
+/// The auth layer as a middleware of its own (`axum::middleware::from_fn_with_state`):
+/// the [`Gate`], then the handlers. The server runs the gate inside the
+/// API's outer layers instead ([`crate::api::outer_layers`]), which costs
+/// a request less.
 pub async fn require(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
-    let user = match auth.authenticate(req.headers(), client_ip(&req)).await {
-        Ok(user) => user,
-        Err(refusal) => return refusal,
-    };
-    // Nothing after this layer needs the credentials.
-    req.headers_mut().remove(header::AUTHORIZATION);
-    let Some(parsed) = req.extensions().get::<Arc<ParsedRequest>>().cloned() else {
-        tracing::error!("the auth layer found no parsed route: refusing the request");
-        return ApiError::internal().into_response();
-    };
-    // One policy for the whole request, even if a reload replaces it meanwhile.
-    let policy = auth.policy.get();
-    match classify(req.method(), &parsed.route) {
-        Scope::Login if user.is_none() => return auth.unauthorized(),
-        Scope::Catalog if user.is_none() && !policy.has_anonymous() => return auth.unauthorized(),
-        Scope::Repo { repo, action } if !policy.allows(user.as_deref(), action, repo.as_str()) => {
-            return match user {
-                None => auth.unauthorized(),
-                Some(_) => denied(action, repo),
-            };
+    match auth.check(&mut req).await {
+        Ok(()) => next.run(req).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// Authenticates the request, then authorises it. It must run where the
+/// API's outer layers have parsed the route; a request without a parsed
+/// route is refused (a decision that cannot be made must not let the
+/// request through).
+impl Gate for Auth {
+    async fn check(&self, req: &mut Request) -> Result<(), Response> {
+        let user = self.authenticate(req.headers(), client_ip(req)).await?;
+        // Nothing after this layer needs the credentials.
+        req.headers_mut().remove(header::AUTHORIZATION);
+        let Some(parsed) = req.extensions().get::<Arc<ParsedRequest>>().cloned() else {
+            tracing::error!("the auth layer found no parsed route: refusing the request");
+            return Err(ApiError::internal().into_response());
+        };
+        // One policy for the whole request, even if a reload replaces it meanwhile.
+        let policy = self.policy.get();
+        match classify(req.method(), &parsed.route) {
+            Scope::Login if user.is_none() => return Err(self.unauthorized()),
+            Scope::Catalog if user.is_none() && !policy.has_anonymous() => {
+                return Err(self.unauthorized())
+            }
+            Scope::Repo { repo, action }
+                if !policy.allows(user.as_deref(), action, repo.as_str()) =>
+            {
+                return Err(match user {
+                    None => self.unauthorized(),
+                    Some(_) => denied(action, repo),
+                });
+            }
+            _ => {}
         }
-        _ => {}
+        let u = user.clone();
+        req.extensions_mut().insert(PullAccess::new(move |repo| {
+            policy.allows(u.as_deref(), Action::Pull, repo)
+        }));
+        if let Some(u) = user {
+            req.extensions_mut().insert(AuthenticatedUser(u));
+        }
+        Ok(())
     }
-    let u = user.clone();
-    req.extensions_mut().insert(PullAccess::new(move |repo| {
-        policy.allows(u.as_deref(), Action::Pull, repo)
-    }));
-    if let Some(u) = user {
-        req.extensions_mut().insert(AuthenticatedUser(u));
-    }
-    next.run(req).await
 }
 
 #[cfg(test)]

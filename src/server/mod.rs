@@ -36,21 +36,18 @@ mod tls;
 /// `stop_grace_period`, Kubernetes `terminationGracePeriodSeconds`).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// The registry's HTTP application: the API's handlers, behind the auth
-/// layer when `auth` is given, inside the API's outer layers (so a 401 is
-/// logged and carries the version header too).
+/// The registry's HTTP application: the API's handlers inside the API's
+/// outer layers, with the auth layer as their gate when `auth` is given
+/// (so a 401 is logged and carries the version header too).
 pub fn app(state: AppState, auth: Option<Arc<Auth>>) -> Router {
     let (responses, proxy) = (state.responses.clone(), state.proxy.clone());
     let notifying = state.notifier.is_some();
     let mut routes = api::handlers(state);
     if notifying {
-        // Inside the auth layer, so it sees the authenticated user.
+        // After the auth gate, so it sees the authenticated user.
         routes = routes.layer(middleware::from_fn(notify_context));
     }
-    if let Some(auth) = auth {
-        routes = routes.layer(middleware::from_fn_with_state(auth, crate::auth::require));
-    }
-    api::outer_layers(routes, responses, proxy)
+    api::outer_layers(routes, responses, proxy, auth)
 }
 
 /// The client's address, as notification events report it (`request.addr`):
