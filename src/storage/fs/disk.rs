@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::io::{links_to, not_found, read_link, sync_dir, write_atomic, Durable};
+use super::io::{links_to, not_found, read_link, read_record, sync_dir, write_atomic, Durable};
 use super::layout::Layout;
 use super::lock::GcGuard;
 use crate::oci::{references, Digest, Manifest, MediaType, RepoName, MAX_MANIFEST_BYTES};
@@ -179,11 +179,9 @@ impl Disk {
 
     /// The media type recorded for revision `d` of `r` at push.
     pub fn recorded_media_type(&self, r: &RepoName, d: &Digest) -> io::Result<Option<MediaType>> {
-        match fs::read_to_string(self.layout.revision_media_type(r, d)) {
-            Ok(s) => Ok(MediaType::parse(s.trim())),
-            Err(e) if not_found(&e) || e.kind() == io::ErrorKind::NotADirectory => Ok(None),
-            Err(e) => Err(e),
-        }
+        // Not fsynced when written: a crash may leave it empty or garbled,
+        // which reads as no record (derived again from the manifest).
+        read_record(&self.layout.revision_media_type(r, d), MediaType::parse)
     }
 
     /// Records the media type of a revision written without one, if the

@@ -54,8 +54,10 @@ impl Disk {
         let Some(media_type) = self.recorded_media_type(r, d)? else {
             return Ok(None);
         };
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.read_to_end(&mut bytes)?;
+        // Blob files are never rewritten: one read of the size the open
+        // file has (where `read_to_end` would look for its end, twice).
+        let mut bytes = vec![0; len as usize];
+        file.read_exact(&mut bytes)?;
         Ok(Some(StoredManifest {
             digest: d.clone(),
             media_type,
