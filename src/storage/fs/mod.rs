@@ -58,6 +58,8 @@ pub struct FsStore {
     index: Arc<RepoIndex>,
     /// Tags lists of repositories (see [`index::TagsCache`]).
     tags_cache: Arc<index::TagsCache>,
+    /// Small manifests' bytes (see [`quick::ManifestBytes`]).
+    manifest_bytes: quick::ManifestBytes,
 }
 
 /// Why [`FsStore::open_for_gc`] failed.
@@ -120,6 +122,7 @@ impl FsStore {
             refresh_after: None,
             index: Arc::new(RepoIndex::new()),
             tags_cache: Arc::default(),
+            manifest_bytes: Default::default(),
         })
     }
 

@@ -14,9 +14,16 @@
 //! The price: a data dir on a disk that stalls (a hung network mount)
 //! stalls the runtime's threads on these reads rather than only the
 //! blocking pool's; every pull would stall on it either way.
+//!
+//! The bytes of small manifests are kept in memory ([`ManifestBytes`]):
+//! a blob's content never changes under its digest, so only the links
+//! that say whether a repository has it (the tag, the revision link, its
+//! media type) are read from the disk for each request, whoever wrote them.
 
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::Read;
+use std::sync::{Mutex, RwLock};
 
 use bytes::Bytes;
 
@@ -37,31 +44,46 @@ impl Disk {
         self.tag_target(r, t)?.ok_or(StoreError::ManifestUnknown)
     }
 
-    /// Revision `d` of `r`, as [`Disk::read_manifest`] reads it.
-    pub(super) fn quick_manifest(&self, r: &RepoName, d: &Digest) -> Quick<StoredManifest> {
+    /// Revision `d` of `r`, as [`Disk::read_manifest`] reads it; its bytes
+    /// from `cache` when they are there, else read and kept there.
+    pub(super) fn quick_manifest(
+        &self,
+        r: &RepoName,
+        d: &Digest,
+        cache: &ManifestBytes,
+    ) -> Quick<StoredManifest> {
         if !links_to(&self.layout.revision_link(r, d), d)? {
             return Err(StoreError::ManifestUnknown);
         }
-        let mut file = match File::open(self.layout.blob_data(d)) {
-            Ok(f) => f,
-            Err(e) if not_found(&e) => return Err(StoreError::ManifestUnknown),
-            Err(e) => return Err(e.into()),
+        let bytes = match cache.get(d) {
+            Some(bytes) => bytes,
+            None => {
+                let mut file = match File::open(self.layout.blob_data(d)) {
+                    Ok(f) => f,
+                    Err(e) if not_found(&e) => return Err(StoreError::ManifestUnknown),
+                    Err(e) => return Err(e.into()),
+                };
+                let len = file.metadata()?.len();
+                if len > QUICK_MAX {
+                    return Ok(None);
+                }
+                // Blob files are never rewritten: one read of the size the
+                // open file has (where `read_to_end` would look for its end,
+                // twice).
+                let mut bytes = vec![0; len as usize];
+                file.read_exact(&mut bytes)?;
+                let bytes = Bytes::from(bytes);
+                cache.put(d, &bytes);
+                bytes
+            }
         };
-        let len = file.metadata()?.len();
-        if len > QUICK_MAX {
-            return Ok(None);
-        }
         let Some(media_type) = self.recorded_media_type(r, d)? else {
             return Ok(None);
         };
-        // Blob files are never rewritten: one read of the size the open
-        // file has (where `read_to_end` would look for its end, twice).
-        let mut bytes = vec![0; len as usize];
-        file.read_exact(&mut bytes)?;
         Ok(Some(StoredManifest {
             digest: d.clone(),
             media_type,
-            bytes: Bytes::from(bytes),
+            bytes,
         }))
     }
 
@@ -102,5 +124,96 @@ impl Disk {
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > after))
         });
         Ok((!stale).then_some(meta.len()))
+    }
+}
+
+/// The bytes of recently read manifests up to [`QUICK_MAX`], by digest:
+/// at most [`ManifestBytes::CAPACITY`] bytes in all (each entry counted
+/// with [`ENTRY_COST`] for its keys, so tiny manifests cannot make the
+/// bookkeeping outgrow it), the oldest entries dropped first. Only the bytes: whether a repository has a manifest is
+/// read from its links every time.
+#[derive(Default)]
+pub(super) struct ManifestBytes {
+    map: RwLock<HashMap<Digest, Bytes>>,
+    /// Insertion order and the bytes held.
+    order: Mutex<(VecDeque<Digest>, usize)>,
+}
+
+/// What an entry costs beside its bytes: its digest twice (map and queue),
+/// the map's slot, the `Bytes` handle.
+const ENTRY_COST: usize = 256;
+
+impl ManifestBytes {
+    pub(super) const CAPACITY: usize = 8 << 20;
+
+    fn get(&self, d: &Digest) -> Option<Bytes> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(d).cloned()
+    }
+
+    fn put(&self, d: &Digest, bytes: &Bytes) {
+        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(d) {
+            return;
+        }
+        let (queue, held) = &mut *order;
+        let cost = bytes.len() + ENTRY_COST;
+        while *held + cost > Self::CAPACITY {
+            let Some(old) = queue.pop_front() else { break };
+            if let Some(b) = map.remove(&old) {
+                *held -= b.len() + ENTRY_COST;
+            }
+        }
+        map.insert(d.clone(), bytes.clone());
+        queue.push_back(d.clone());
+        *held += cost;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_bytes_stay_within_their_capacity_oldest_out_first() {
+        let cache = ManifestBytes::default();
+        let digest = |i: usize| -> Digest { format!("sha256:{i:064x}").parse().unwrap() };
+        let size = QUICK_MAX as usize;
+        let n = ManifestBytes::CAPACITY / size;
+        for i in 0..n + 3 {
+            cache.put(&digest(i), &Bytes::from(vec![i as u8; size]));
+        }
+        let held: usize = cache
+            .map
+            .read()
+            .unwrap()
+            .values()
+            .map(|b| b.len() + ENTRY_COST)
+            .sum();
+        assert!(held <= ManifestBytes::CAPACITY, "{held}");
+        assert_eq!(cache.order.lock().unwrap().1, held);
+        for i in 0..4 {
+            assert!(cache.get(&digest(i)).is_none(), "{i} should be gone");
+        }
+        let last = cache.get(&digest(n + 2)).expect("the newest is kept");
+        assert_eq!(last, Bytes::from(vec![(n + 2) as u8; size]));
+        // The same digest twice is held once.
+        cache.put(&digest(n + 2), &last);
+        let again: usize = cache
+            .map
+            .read()
+            .unwrap()
+            .values()
+            .map(|b| b.len() + ENTRY_COST)
+            .sum();
+        assert_eq!(again, held);
+        // Tiny manifests: their number is bounded too.
+        for i in 0..100_000 {
+            cache.put(&digest(1_000_000 + i), &Bytes::from_static(b"{}"));
+        }
+        let entries = cache.map.read().unwrap().len();
+        assert!(entries <= ManifestBytes::CAPACITY / ENTRY_COST, "{entries}");
+        assert_eq!(cache.order.lock().unwrap().0.len(), entries);
     }
 }

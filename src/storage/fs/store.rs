@@ -166,7 +166,10 @@ impl Store for FsStore {
     }
 
     async fn manifest_by_digest(&self, repo: &RepoName, digest: &Digest) -> Result<StoredManifest> {
-        if let Some(m) = self.disk.quick_manifest(repo, digest)? {
+        if let Some(m) = self
+            .disk
+            .quick_manifest(repo, digest, &self.manifest_bytes)?
+        {
             return Ok(m);
         }
         let (disk, r, d) = (self.disk.clone(), repo.clone(), digest.clone());
