@@ -184,13 +184,11 @@ mod tests {
         for i in 0..n + 3 {
             cache.put(&digest(i), &Bytes::from(vec![i as u8; size]));
         }
-        let held: usize = cache
-            .map
-            .read()
-            .unwrap()
-            .values()
-            .map(|b| b.len() + ENTRY_COST)
-            .sum();
+        let charged = |c: &ManifestBytes| -> usize {
+            let map = c.map.read().unwrap();
+            map.values().map(|b| b.len() + ENTRY_COST).sum()
+        };
+        let held = charged(&cache);
         assert!(held <= ManifestBytes::CAPACITY, "{held}");
         assert_eq!(cache.order.lock().unwrap().1, held);
         for i in 0..4 {
@@ -200,14 +198,7 @@ mod tests {
         assert_eq!(last, Bytes::from(vec![(n + 2) as u8; size]));
         // The same digest twice is held once.
         cache.put(&digest(n + 2), &last);
-        let again: usize = cache
-            .map
-            .read()
-            .unwrap()
-            .values()
-            .map(|b| b.len() + ENTRY_COST)
-            .sum();
-        assert_eq!(again, held);
+        assert_eq!(charged(&cache), held);
         // Tiny manifests: their number is bounded too.
         for i in 0..100_000 {
             cache.put(&digest(1_000_000 + i), &Bytes::from_static(b"{}"));
