@@ -11,9 +11,12 @@
 //! `cargo bench --bench auth` (BENCH_SECONDS=N per phase, default 4;
 //! BENCH_CLIENTS=N concurrent keep-alive connections, default 16).
 
-use std::net::TcpListener;
+#[path = "common/process.rs"]
+mod process;
+
+use process::{free_port, Killed};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,22 +30,8 @@ const PASSWORD: &str = "bench-password";
 const REPO: &str = "bench/app";
 
 struct Server {
-    child: Child,
+    _child: Killed,
     addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn start(root: &Path, config: Option<&Path>) -> Server {
@@ -69,7 +58,10 @@ fn start(root: &Path, config: Option<&Path>) -> Server {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server { child, addr }
+    Server {
+        _child: Killed(child),
+        addr,
+    }
 }
 
 fn digest(data: &[u8]) -> String {

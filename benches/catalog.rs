@@ -14,29 +14,18 @@
 #[path = "common/datadir.rs"]
 mod datadir;
 
-use std::net::TcpListener;
+#[path = "common/process.rs"]
+mod process;
+
+use process::{free_port, Killed};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Server {
-    child: Child,
+    child: Killed,
     base: String,
     debug: Option<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn start_berth(root: &Path) -> Server {
@@ -53,7 +42,7 @@ fn start_berth(root: &Path) -> Server {
         .spawn()
         .expect("start berth");
     Server {
-        child,
+        child: Killed(child),
         base: format!("http://127.0.0.1:{port}"),
         debug: Some(format!("http://127.0.0.1:{debug}")),
     }
@@ -81,7 +70,7 @@ fn start_registry2(root: &Path) -> Option<Server> {
         .spawn()
         .ok()?;
     Some(Server {
-        child,
+        child: Killed(child),
         base: format!("http://127.0.0.1:{port}"),
         debug: None,
     })

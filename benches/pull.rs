@@ -14,9 +14,12 @@
 //! The measuring pieces ([`cpu_seconds`], [`rss_kib`], [`pull_all`]) are
 //! self-contained so another benchmark can reuse them.
 
-use std::net::TcpListener;
+#[path = "common/process.rs"]
+mod process;
+
+use process::{free_port, Killed};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,23 +58,9 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 struct Server {
     name: String,
-    child: Child,
+    child: Killed,
     base: String,
     _root: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn start_berth(name: &str, bin: &Path) -> Server {
@@ -88,7 +77,7 @@ fn start_berth(name: &str, bin: &Path) -> Server {
         .expect("start berth");
     Server {
         name: name.to_string(),
-        child,
+        child: Killed(child),
         base: format!("http://127.0.0.1:{port}"),
         _root: root,
     }
@@ -118,7 +107,7 @@ fn start_registry2() -> Option<Server> {
         .ok()?;
     Some(Server {
         name: "registry:2".into(),
-        child,
+        child: Killed(child),
         base: format!("http://127.0.0.1:{port}"),
         _root: root,
     })

@@ -14,9 +14,12 @@
 //! empty PUT), c=4; image push (16 KiB layer + config + manifest), c=8.
 //! For each, MB/s (or images/s) and the server's CPU seconds from `/proc`.
 
-use std::net::TcpListener;
+#[path = "common/process.rs"]
+mod process;
+
+use process::{free_port, Killed};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,15 +29,8 @@ use sha2::Digest as _;
 const MIB: usize = 1 << 20;
 
 struct Server {
-    child: Child,
+    child: Killed,
     base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -51,13 +47,6 @@ impl Server {
             .sum();
         ticks / 100.0
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[derive(Clone)]
@@ -98,7 +87,7 @@ fn start(kind: &Kind, root: &Path) -> Server {
         }
     };
     Server {
-        child,
+        child: Killed(child),
         base: format!("http://127.0.0.1:{port}"),
     }
 }

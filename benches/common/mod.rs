@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod http;
+pub mod process;
 pub mod procfs;
 pub mod report;
 pub mod server;

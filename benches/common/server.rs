@@ -2,12 +2,12 @@
 //! directory: Berth (this build's binary) and Debian's `docker-registry`
 //! (registry:2 = CNCF distribution 2.8), optionally with htpasswd auth.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::http::{Body, Conn, Sink};
+use super::process::{free_port, Killed};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Kind {
@@ -31,25 +31,11 @@ pub fn registry2_installed() -> bool {
 }
 
 pub struct Server {
-    child: Child,
+    _child: Killed,
     pub addr: String,
     pub pid: u32,
     /// When the process was spawned.
     pub spawned: Instant,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Starts `kind` over `root` (created if missing); with `htpasswd`, every
@@ -118,7 +104,7 @@ pub fn start(kind: Kind, root: &Path, htpasswd: Option<&Path>, scratch: &Path) -
         .expect("start server");
     let pid = child.id();
     let s = Server {
-        child,
+        _child: Killed(child),
         addr,
         pid,
         spawned,
