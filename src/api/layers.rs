@@ -94,15 +94,6 @@ pub trait Gate: Send + Sync + 'static {
     fn check(&self, req: &mut Request) -> impl Future<Output = Result<(), Response>> + Send;
 }
 
-/// No gate: every request goes on to the handlers.
-pub struct Open;
-
-impl Gate for Open {
-    async fn check(&self, _: &mut Request) -> Result<(), Response> {
-        Ok(())
-    }
-}
-
 /// Wraps `routes` (the handlers, with whatever layers were put around them)
 /// in the API's outer layers. From the outside in: the version header, the
 /// client's address and host ([`ClientInfo`], `http.trusted_proxies`), the

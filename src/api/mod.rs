@@ -33,7 +33,7 @@ use axum::Router;
 
 pub use error::ApiError;
 pub use forwarded::{client_info, ClientInfo, ProxyPolicy, Urls};
-pub use layers::{outer_layers, Gate, Open, ResponsePolicy};
+pub use layers::{outer_layers, Gate, ResponsePolicy};
 pub use request::{ParsedRequest, PullAccess, Query};
 pub use route::Route;
 

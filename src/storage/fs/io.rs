@@ -63,14 +63,11 @@ fn parse_digest(bytes: &[u8]) -> Option<Digest> {
 
 /// Reads a `link` file; `None` when absent or not a valid digest.
 pub(super) fn read_link(path: &Path) -> io::Result<Option<Digest>> {
-    match reread(path, parse_digest) {
-        Err(e) if absent(&e) => Ok(None),
-        r => r,
-    }
+    read_record(path, |s| s.trim().parse().ok())
 }
 
-/// Reads a small text record (a media-type record) and parses it; `None`
-/// when absent or when it does not parse.
+/// Reads a small text record (a link, a media-type record) and parses it;
+/// `None` when absent or when it does not parse.
 pub(super) fn read_record<T>(
     path: &Path,
     parse: impl Fn(&str) -> Option<T>,

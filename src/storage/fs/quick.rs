@@ -23,7 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::io::Read;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 
 use bytes::Bytes;
 
@@ -133,10 +133,15 @@ impl Disk {
 /// bookkeeping outgrow it), the oldest entries dropped first. Only the bytes: whether a repository has a manifest is
 /// read from its links every time.
 #[derive(Default)]
-pub(super) struct ManifestBytes {
-    map: RwLock<HashMap<Digest, Bytes>>,
-    /// Insertion order and the bytes held.
-    order: Mutex<(VecDeque<Digest>, usize)>,
+pub(super) struct ManifestBytes(RwLock<Held>);
+
+#[derive(Default)]
+struct Held {
+    map: HashMap<Digest, Bytes>,
+    /// Insertion order, oldest first.
+    order: VecDeque<Digest>,
+    /// What the entries are charged in all.
+    charged: usize,
 }
 
 /// What an entry costs beside its bytes: its digest twice (map and queue),
@@ -147,27 +152,28 @@ impl ManifestBytes {
     pub(super) const CAPACITY: usize = 8 << 20;
 
     fn get(&self, d: &Digest) -> Option<Bytes> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(d).cloned()
+        let held = self.0.read().unwrap_or_else(|p| p.into_inner());
+        held.map.get(d).cloned()
     }
 
     fn put(&self, d: &Digest, bytes: &Bytes) {
-        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.contains_key(d) {
+        let mut held = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let held = &mut *held;
+        if held.map.contains_key(d) {
             return;
         }
-        let (queue, held) = &mut *order;
         let cost = bytes.len() + ENTRY_COST;
-        while *held + cost > Self::CAPACITY {
-            let Some(old) = queue.pop_front() else { break };
-            if let Some(b) = map.remove(&old) {
-                *held -= b.len() + ENTRY_COST;
+        while held.charged + cost > Self::CAPACITY {
+            let Some(old) = held.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = held.map.remove(&old) {
+                held.charged -= b.len() + ENTRY_COST;
             }
         }
-        map.insert(d.clone(), bytes.clone());
-        queue.push_back(d.clone());
-        *held += cost;
+        held.map.insert(d.clone(), bytes.clone());
+        held.order.push_back(d.clone());
+        held.charged += cost;
     }
 }
 
@@ -185,12 +191,12 @@ mod tests {
             cache.put(&digest(i), &Bytes::from(vec![i as u8; size]));
         }
         let charged = |c: &ManifestBytes| -> usize {
-            let map = c.map.read().unwrap();
-            map.values().map(|b| b.len() + ENTRY_COST).sum()
+            let held = c.0.read().unwrap();
+            held.map.values().map(|b| b.len() + ENTRY_COST).sum()
         };
         let held = charged(&cache);
         assert!(held <= ManifestBytes::CAPACITY, "{held}");
-        assert_eq!(cache.order.lock().unwrap().1, held);
+        assert_eq!(cache.0.read().unwrap().charged, held);
         for i in 0..4 {
             assert!(cache.get(&digest(i)).is_none(), "{i} should be gone");
         }
@@ -203,8 +209,9 @@ mod tests {
         for i in 0..100_000 {
             cache.put(&digest(1_000_000 + i), &Bytes::from_static(b"{}"));
         }
-        let entries = cache.map.read().unwrap().len();
+        let held = cache.0.read().unwrap();
+        let entries = held.map.len();
         assert!(entries <= ManifestBytes::CAPACITY / ENTRY_COST, "{entries}");
-        assert_eq!(cache.order.lock().unwrap().0.len(), entries);
+        assert_eq!(held.order.len(), entries);
     }
 }
